@@ -1,0 +1,1 @@
+"""Orchestration: Prefect flows over the DVC DAG, and the `ldm` command line."""

@@ -1,0 +1,1 @@
+"""Datasets as webdataset shards: decoding, cropping, the embedded photos, downloads."""

@@ -1,0 +1,1 @@
+"""One module per DVC stage: `python -m stages.<name>`; each has `run(params, paths)` and `main()`."""

@@ -1,0 +1,152 @@
+"""Typed, strict loading of params.yaml: one frozen section model per stage.
+
+Every stage calls `load_params(path)` before it does any work, so a typo, a wrong
+type or an out-of-range value stops the run with one line naming the key, the
+value and what is allowed. `ldm params check` runs the same validation alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, unreadable or invalid; the message says what to fix."""
+
+
+class Section(BaseModel):
+    """A frozen section of params.yaml that rejects unknown keys and silent coercions."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+class DataParams(Section):
+    """Shared data settings: the image size every stage sees and the shard layout."""
+
+    resolution: int = Field(64, ge=16, le=1024, description="crop side in pixels")
+    shard_size: int = Field(500, ge=1, le=100_000, description="samples per shard")
+
+    @field_validator("resolution")
+    @classmethod
+    def _multiple_of_8(cls, value: int) -> int:
+        if value % 8:
+            raise ValueError("must be a multiple of 8 (autoencoders downsample by powers of two)")
+        return value
+
+
+# ------------------------------------------------------------------------- download
+
+
+class EmbeddedParams(Section):
+    """The offline default: photographs that ship inside scikit-image and scikit-learn."""
+
+    train_crops: int = Field(1200, ge=1, le=100_000)
+    val_crops: int = Field(240, ge=1, le=100_000)
+    val_fraction: float = Field(0.25, gt=0.0, lt=0.5, description="share of each photo's long side kept for val")
+    max_scale: float = Field(4.0, ge=1.0, le=16.0, description="largest crop side as a multiple of the resolution")
+
+
+class FolderParams(Section):
+    """An image folder: one subfolder per class, optional captions.jsonl at its root."""
+
+    path: str = "data/source/images"
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    captions: str = "captions.jsonl"
+
+
+class ManifestParams(Section):
+    """A JSON-lines list of {url, sha256[, class][, caption]} to download and verify."""
+
+    path: str = "data/source/manifest.jsonl"
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    workers: int = Field(8, ge=1, le=64)
+    retries: int = Field(3, ge=0, le=20)
+    timeout_s: float = Field(60.0, gt=0.0, le=3600.0)
+
+
+class DownloadParams(Section):
+    """Stage `download`: which source to read and what to do with bad input."""
+
+    source: Literal["embedded", "folder", "manifest"] = "embedded"
+    seed: int = Field(0, ge=0)
+    on_bad_input: Literal["skip", "fail"] = "skip"
+    workers: int = Field(2, ge=1, le=64, description="processes decoding folder or manifest images")
+    embedded: EmbeddedParams = EmbeddedParams()
+    folder: FolderParams = FolderParams()
+    manifest: ManifestParams = ManifestParams()
+
+
+# --------------------------------------------------------------------------- params
+
+
+class Params(Section):
+    """All of params.yaml."""
+
+    data: DataParams = DataParams()
+    download: DownloadParams = DownloadParams()
+
+
+def _describe(error: dict[str, Any], model: type[BaseModel]) -> str:
+    """One readable line for one pydantic error: key, value, what is allowed."""
+    key = ".".join(str(part) for part in error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(model, error["loc"][:-1])
+        return f"{key}: unknown key; allowed here: {', '.join(allowed)}"
+    value = error.get("input")
+    message = error["msg"]
+    if kind == "literal_error":
+        message = "must be one of " + message.removeprefix("Input should be ")
+    else:
+        message = message.replace("Input should be", "must be").replace("Value error, ", "")
+    return f"{key}: {message}, got {value!r}"
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The field names of the section at `loc` (for the unknown-key message)."""
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            return sorted(model.model_fields)
+        model = field.annotation
+    return sorted(model.model_fields)
+
+
+def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+    """Validate an already-parsed mapping; raise ParamsError listing every problem."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: the top level must be a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"{source}: {_describe(err, Params)}" for err in exc.errors()]
+        raise ParamsError("\n".join(lines)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: no such file; run from the project root or pass --params") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    return parse_params(raw, str(path))
+
+
+def params_hash(section: BaseModel) -> str:
+    """sha256 of a section's canonical JSON: the lineage key of a stage's settings."""
+    text = json.dumps(section.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
