@@ -104,6 +104,7 @@ class _Collector:
     def __init__(self, params: Params, val_fraction: float):
         self.params, self.val_fraction = params, val_fraction
         self.skipped: list[dict] = []
+        self.ignored: list[dict] = []
         self.converted: list[dict] = []
         self.inputs: dict[str, str] = {}
         self.splits: dict[str, list[dict]] = {split: [] for split in SPLITS}
@@ -139,20 +140,23 @@ class _Collector:
                 self.splits[split].append(_encode(sample_key(name), sample))
 
 
-def _from_items(params: Params, items: list[Item], sources: dict[str, str], val_fraction: float, collector_skips: list[dict]):
+def _from_items(params: Params, items: list[Item], sources: dict[str, str], val_fraction: float, failed: list[dict]):
+    """Decode items into a collector; `failed` are inputs already known to be bad."""
     class_names = sorted({item.class_name for item in items})
     collector = _Collector(params, val_fraction)
-    for skip in collector_skips:
-        collector.skip(skip["input"], skip["reason"])
+    for row in failed:
+        collector.skip(row["input"], row["reason"])
     collector.collect(items, sources, class_names)
     return collector, class_names
 
 
 def _folder(params: Params):
     cfg = params.download.folder
-    items, skipped = scan_folder(cfg.path, cfg.captions)
+    items, ignored = scan_folder(cfg.path, cfg.captions)
     sources = {item.relpath: f"folder:{item.relpath}" for item in items}
-    return _from_items(params, items, sources, cfg.val_fraction, skipped)
+    collector, class_names = _from_items(params, items, sources, cfg.val_fraction, [])
+    collector.ignored = ignored
+    return collector, class_names
 
 
 def _manifest(params: Params, cache: Path):
@@ -187,12 +191,13 @@ def run(params: Params, paths: Paths) -> dict:
     source = params.download.source
     skipped: list[dict] = []
     converted: list[dict] = []
+    ignored: list[dict] = []
     if source == "embedded":
         streams, class_names, inputs = _embedded(params)
     else:
         collector, class_names = _folder(params) if source == "folder" else _manifest(params, paths.cache)
         streams, inputs = collector.splits, collector.inputs
-        skipped, converted = collector.skipped, collector.converted
+        skipped, converted, ignored = collector.skipped, collector.converted, collector.ignored
         for split in SPLITS:
             if not streams[split]:
                 log.warning("split %s is empty; adjust val_fraction or add images", split)
@@ -214,6 +219,7 @@ def run(params: Params, paths: Paths) -> dict:
         "shards": shards,
         "skipped": skipped,
         "converted": converted,
+        "ignored": ignored,
         "lineage": lineage({"data": params.data, "download": params.download}, inputs),
     }
     write_json(paths.report, report)

@@ -62,12 +62,12 @@ def read_captions(path: Path) -> dict[str, str]:
 
 
 def scan_folder(root: str | Path, captions_name: str) -> tuple[list[Item], list[dict]]:
-    """All image files under `root` in sorted order, and the files passed over with the reason."""
+    """All image files under `root` in sorted order, and the other files (ignored) with the reason."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: no such folder; set download.folder.path to a folder of images")
     captions = read_captions(root / captions_name)
-    items, skipped = [], []
+    items, ignored = [], []
     try:
         paths = sorted(p for p in root.rglob("*") if p.is_file())
     except OSError as exc:
@@ -77,14 +77,14 @@ def scan_folder(root: str | Path, captions_name: str) -> tuple[list[Item], list[
         if relpath == captions_name or any(part.startswith(".") for part in path.relative_to(root).parts):
             continue
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
-            skipped.append({"input": relpath, "reason": f"extension {path.suffix or '(none)'!r} is not an image extension"})
+            ignored.append({"input": relpath, "reason": f"extension {path.suffix or '(none)'!r} is not an image extension"})
             continue
         parts = relpath.split("/")
         class_name = parts[0] if len(parts) > 1 else UNLABELLED
         items.append(Item(relpath, path, class_name, captions.get(relpath, default_caption(class_name))))
     if not items:
         raise DataError(f"{root}: holds no image files ({', '.join(IMAGE_EXTENSIONS)}); put one subfolder of images per class there")
-    return items, skipped
+    return items, ignored
 
 
 def split_of(relpath: str, val_fraction: float, seed: int) -> str:
