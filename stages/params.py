@@ -85,6 +85,20 @@ class DownloadParams(Section):
     manifest: ManifestParams = ManifestParams()
 
 
+# -------------------------------------------------------------------------- degrade
+
+
+class DegradeParams(Section):
+    """Stage `degrade`: LR/HR pairs for super-resolution (Sec. C.7.1)."""
+
+    variant: Literal["bsr", "bsr_light", "bicubic"] = "bsr_light"
+    scale: Literal[2, 3, 4, 8] = 4
+    degradations_per_image: int = Field(1, ge=1, le=64)
+    seed: int = Field(0, ge=0)
+    workers: int = Field(2, ge=1, le=64, description="processes, one shard each; the output does not depend on it")
+    grid_pairs: int = Field(16, ge=1, le=256, description="HR | LR pairs in reports/degrade.png")
+
+
 # --------------------------------------------------------------------------- params
 
 
@@ -93,6 +107,7 @@ class Params(Section):
 
     data: DataParams = DataParams()
     download: DownloadParams = DownloadParams()
+    degrade: DegradeParams = DegradeParams()
 
 
 def _describe(error: dict[str, Any], model: type[BaseModel]) -> str:

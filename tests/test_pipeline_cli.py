@@ -38,6 +38,9 @@ def test_repro_writes_shards_and_report(repo):
     shards = sorted(p.name for p in (repo / "data" / "images").glob("*.tar"))
     assert shards == sorted(report["shards"])
     assert report["lineage"]["params"]["data"]["resolution"] == 64
+    pairs = json.loads((repo / "reports" / "degrade.json").read_text())
+    assert pairs["counts"] == report["counts"]
+    assert (repo / "reports" / "degrade.png").stat().st_size > 0
 
 
 def test_status_is_clean_and_a_second_repro_skips(repo):
@@ -53,16 +56,28 @@ def test_metrics_show_reads_the_report(repo):
     assert "reports/download.json" in json.dumps(metrics)
 
 
-def test_a_changed_download_param_reruns_only_with_new_bytes(repo):
+def test_an_unrelated_param_does_not_rerun_download(repo):
+    params = (repo / "params.yaml").read_text()
+    (repo / "params.yaml").write_text(params.replace("grid_pairs: 16", "grid_pairs: 8"))
+    try:
+        stale = json.loads(_sh("dvc", "status", "--json", cwd=repo).stdout)
+        assert set(stale) == {"degrade"}
+        rerun = _sh("dvc", "repro", "download", cwd=repo)
+        assert "Stage 'download' didn't change, skipping" in rerun.stdout
+    finally:
+        (repo / "params.yaml").write_text(params)
+
+
+def test_a_changed_download_param_reruns_with_new_bytes(repo):
     before = json.loads((repo / "reports" / "download.json").read_text())["shards"]
     params = (repo / "params.yaml").read_text()
-    (repo / "params.yaml").write_text(params.replace("seed: 0 ", "seed: 1 "))
+    (repo / "params.yaml").write_text(params.replace("seed: 0 ", "seed: 1 ", 1))
     try:
-        rerun = _sh("dvc", "repro", cwd=repo)
+        rerun = _sh("dvc", "repro", "download", cwd=repo)
         assert "Running stage 'download'" in rerun.stdout
         after = json.loads((repo / "reports" / "download.json").read_text())["shards"]
         assert after != before
     finally:
         (repo / "params.yaml").write_text(params)
-        _sh("dvc", "repro", cwd=repo)
+        _sh("dvc", "repro", "download", cwd=repo)
     assert json.loads((repo / "reports" / "download.json").read_text())["shards"] == before
