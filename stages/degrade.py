@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from ldm.data.images import decode_image, encode_png
 from ldm.data.shards import AtomicFolder, encode_json, sha256_file
-from ldm.degradation import DegradationError, degrade
+from ldm.degradation import MIN_LR_SIDE, DegradationError, degrade
 from stages.lineage import lineage, setup_logging, write_json
 from stages.params import Params, ParamsError, load_params
 
@@ -146,6 +146,9 @@ def _grid(pairs: Path, count: int, total: int, path: Path) -> None:
 def run(params: Params, paths: Paths) -> dict:
     """Degrade every image shard; write pair shards, the report and the grid."""
     cfg = params.degrade
+    if params.data.resolution < MIN_LR_SIDE * cfg.scale:
+        raise DegradationError(f"degrade.scale {cfg.scale} needs images of at least {MIN_LR_SIDE * cfg.scale} px "
+                               f"(LR side >= {MIN_LR_SIDE}); data.resolution is {params.data.resolution}")
     sources = sorted(paths.images.glob("*.tar"))
     if not sources:
         raise FileNotFoundError(f"{paths.images}: no image shards; run the download stage first (dvc repro download)")

@@ -140,41 +140,41 @@ class _Collector:
                 self.splits[split].append(_encode(sample_key(name), sample))
 
 
-def _from_items(params: Params, items: list[Item], sources: dict[str, str], val_fraction: float, failed: list[dict]):
-    """Decode items into a collector; `failed` are inputs already known to be bad."""
+def _decode_items(params: Params, items: list[Item], sources: dict[str, str], val_fraction: float,
+                  failed: list[dict], ignored: list[dict]) -> tuple[_Collector, list[str]]:
+    """Decode `items` into per-split samples; `failed` are inputs already known to be bad."""
     class_names = sorted({item.class_name for item in items})
     collector = _Collector(params, val_fraction)
+    collector.ignored = ignored
     for row in failed:
         collector.skip(row["input"], row["reason"])
     collector.collect(items, sources, class_names)
     return collector, class_names
 
 
-def _folder(params: Params):
+def _folder(params: Params) -> tuple[_Collector, list[str]]:
     cfg = params.download.folder
     items, ignored = scan_folder(cfg.path, cfg.captions)
     sources = {item.relpath: f"folder:{item.relpath}" for item in items}
-    collector, class_names = _from_items(params, items, sources, cfg.val_fraction, [])
-    collector.ignored = ignored
-    return collector, class_names
+    return _decode_items(params, items, sources, cfg.val_fraction, [], ignored)
 
 
-def _manifest(params: Params, cache: Path):
+def _manifest(params: Params, cache: Path) -> tuple[_Collector, list[str]]:
     cfg = params.download.manifest
     entries = read_manifest(cfg.path)
     with tqdm(total=len(entries), desc="download", unit="file") as bar:
         results = fetch_all(entries, cache, workers=cfg.workers, retries=cfg.retries, timeout_s=cfg.timeout_s, on_done=bar.update)
-    items, skipped, sources = [], [], {}
+    items, failed, sources = [], [], {}
     for entry, result in zip(entries, results):
         if isinstance(result, FetchFailed):
-            skipped.append({"input": entry.url, "reason": str(result)})
+            failed.append({"input": entry.url, "reason": str(result)})
             continue
         class_name = entry.class_name or UNLABELLED
         items.append(Item(entry.url, result, class_name, entry.caption or default_caption(class_name)))
         sources[entry.url] = entry.url
     if not items:
-        raise DataError(f"{cfg.path}: none of the {len(entries)} files could be downloaded: {skipped[0]['reason']}")
-    return _from_items(params, items, sources, cfg.val_fraction, skipped)
+        raise DataError(f"{cfg.path}: none of the {len(entries)} files could be downloaded: {failed[0]['reason']}")
+    return _decode_items(params, items, sources, cfg.val_fraction, failed, [])
 
 
 # ------------------------------------------------------------------------- run

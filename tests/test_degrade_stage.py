@@ -76,3 +76,10 @@ def test_bad_scale_is_rejected_before_work(tmp_path):
 
     with pytest.raises(ParamsError, match=r"degrade.scale: must be one of 2, 3, 4 or 8, got 5"):
         parse_params({"degrade": {"scale": 5}})
+
+
+def test_scale_too_large_for_the_resolution_is_a_clear_error(images, tmp_path, caplog):
+    (tmp_path / "params.yaml").write_text("data:\n  resolution: 32\ndegrade:\n  scale: 8\n")
+    code = main(["--params", str(tmp_path / "params.yaml"), "--images", str(images), "--out", str(tmp_path / "pairs"),
+                 "--report", str(tmp_path / "r.json"), "--grid", str(tmp_path / "g.png")])
+    assert code == 2 and "degrade.scale 8 needs images of at least 64 px" in caplog.text
