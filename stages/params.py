@@ -7,13 +7,15 @@ value and what is allowed. `ldm params check` runs the same validation alone.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, create_model, field_validator, model_validator
 
 
 class ParamsError(ValueError):
@@ -24,6 +26,43 @@ class Section(BaseModel):
     """A frozen section of params.yaml that rejects unknown keys and silent coercions."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def dataclass_section(config: type, name: str) -> type[Section]:
+    """A strict params section mirroring a frozen config dataclass of `ldm/`.
+
+    The dataclass stays the one definition of the fields and their defaults; its
+    own `__post_init__` checks run at load time and their message is reported
+    like any other. `to_config(section)` builds the dataclass.
+    """
+    hints = typing.get_type_hints(config)
+    fields: dict[str, Any] = {}
+    for field in dataclasses.fields(config):
+        kind = hints[field.name]
+        if typing.get_origin(kind) is tuple:
+            kind = Annotated[kind, Strict(False)]  # YAML has lists, the dataclass tuples
+        if field.default is not dataclasses.MISSING:
+            default = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        else:
+            default = ...
+        fields[field.name] = (kind, default)
+
+    def check(section: Section) -> Section:
+        try:
+            config(**section.model_dump())
+        except (TypeError, ValueError) as exc:
+            raise ValueError(str(exc)) from None
+        return section
+
+    validators = {"_check": model_validator(mode="after")(check)}
+    return create_model(name, __base__=Section, __validators__=validators, **fields)
+
+
+def to_config(section: Section, config: type) -> Any:
+    """The `ldm` config dataclass that a `dataclass_section` section describes."""
+    return config(**section.model_dump())
 
 
 # ----------------------------------------------------------------------------- data
@@ -121,6 +160,8 @@ def _describe(error: dict[str, Any], model: type[BaseModel]) -> str:
     message = error["msg"]
     if kind == "literal_error":
         message = "must be one of " + message.removeprefix("Input should be ")
+    elif kind == "value_error" and "got " in message:
+        return f"{key}: {message.replace('Value error, ', '')}"
     else:
         message = message.replace("Input should be", "must be").replace("Value error, ", "")
     return f"{key}: {message}, got {value!r}"

@@ -27,3 +27,14 @@ def pytest_configure(config: pytest.Config) -> None:
 def root() -> Path:
     """The project checkout."""
     return ROOT
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors run on one thread: on 2 shared cores, 2 threads made 30 ms steps take seconds."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,68 @@
+"""ConditioningConfig: which tau_theta a model uses and its size (D.2.1, Tab. 13, 15, 17)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ldm.diffusion.config import check_literals, load_config, to_plain
+
+ConditioningKind = Literal["none", "class", "text", "concat"]
+
+
+@dataclass(frozen=True)
+class ConditioningConfig:
+    """Conditioning of an LDM: none, a class token, a text transformer, or spatial concat."""
+
+    kind: ConditioningKind = "none"
+    # class: one embed_dim token per class (Sec. 4.1: 512), plus a null class
+    n_classes: int = 0
+    embed_dim: int = 512
+    # text: the transformer of Eq. 18-24 (Tab. 17); heads x dim_head as the reference (8 x 64)
+    vocab_size: int = 30522  # bert-base-uncased
+    max_seq_len: int = 77
+    dim: int = 1280
+    depth: int = 32
+    heads: int = 8
+    dim_head: int = 64
+    mlp_mult: int = 4
+    # concat: batch keys joined to z_t on the channel axis, and their channel counts
+    concat_keys: tuple[str, ...] = ("lr",)
+    concat_channels: tuple[int, ...] = (3,)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "concat_keys", tuple(self.concat_keys))
+        object.__setattr__(self, "concat_channels", tuple(self.concat_channels))
+        check_literals(self, "conditioning")
+        if self.kind == "class" and self.n_classes < 1:
+            raise ValueError(f"conditioning.n_classes must be >= 1 for kind 'class', got {self.n_classes}")
+        for name in ("embed_dim", "vocab_size", "max_seq_len", "dim", "depth", "heads", "dim_head", "mlp_mult"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"conditioning.{name} must be a positive integer, got {getattr(self, name)}")
+        if self.kind == "concat" and (
+            not self.concat_keys or len(self.concat_keys) != len(self.concat_channels)
+            or any(c < 1 for c in self.concat_channels)
+        ):
+            raise ValueError(
+                "conditioning: concat_keys and concat_channels must be non-empty and of equal length,"
+                f" got {self.concat_keys} and {self.concat_channels}"
+            )
+
+    @property
+    def context_dim(self) -> int:
+        """Width of the cross-attention tokens this conditioning produces; 0 if none."""
+        return {"class": self.embed_dim, "text": self.dim}.get(self.kind, 0)
+
+    @property
+    def extra_in_channels(self) -> int:
+        """Channels joined to the latent at the UNet input (concat only)."""
+        return sum(self.concat_channels) if self.kind == "concat" else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON next to the weights."""
+        return to_plain(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ConditioningConfig:
+        """Strict load: unknown keys and wrong types are errors naming the key."""
+        return load_config(cls, data, "conditioning")

@@ -1,0 +1,56 @@
+"""Gaussian diffusion in latent space: schedules, forward process, posterior, objective (Appendix A)."""
+
+from ldm.diffusion.config import DiffusionConfig, LossType, load_config, to_plain
+from ldm.diffusion.losses import (
+    diffusion_loss,
+    min_snr_weight,
+    per_sample_loss,
+    training_target,
+)
+from ldm.diffusion.schedule import (
+    NoiseSchedule,
+    Parameterization,
+    ScheduleKind,
+    cosine_betas,
+    eps_from_v,
+    eps_from_x0,
+    gather,
+    linear_betas,
+    make_schedule,
+    predict_eps,
+    predict_x0,
+    q_posterior,
+    q_sample,
+    sqrt_linear_betas,
+    v_from_x0_eps,
+    x0_from_eps,
+    x0_from_v,
+)
+
+__all__ = [
+    "DiffusionConfig",
+    "LossType",
+    "NoiseSchedule",
+    "Parameterization",
+    "ScheduleKind",
+    "cosine_betas",
+    "diffusion_loss",
+    "eps_from_v",
+    "eps_from_x0",
+    "gather",
+    "linear_betas",
+    "load_config",
+    "make_schedule",
+    "min_snr_weight",
+    "per_sample_loss",
+    "predict_eps",
+    "predict_x0",
+    "q_posterior",
+    "q_sample",
+    "sqrt_linear_betas",
+    "to_plain",
+    "training_target",
+    "v_from_x0_eps",
+    "x0_from_eps",
+    "x0_from_v",
+]

@@ -1,0 +1,194 @@
+"""LDM training as a Lightning module (Eq. 2/3: L_LDM on latents): no I/O, no params reading.
+
+Batches are dicts: "z" [N x C x h x w] latents already multiplied by the scale factor, and
+by conditioning kind "cls" [N] long, "txt" list[str] (tokenised here with the given
+tokenizer), or the concat keys (e.g. "lr" [N x 3 x H x W] in [-1, 1]). Timesteps,
+noise and condition dropout come from a torch.Generator seeded per step from
+(seed, rank, global step, batch index): runs repeat exactly and DDP ranks differ.
+Gradient clipping is the Trainer's (`gradient_clip_val=TrainConfig.grad_clip`).
+On the CPU, denormal floats are flushed to zero while fitting (TrainConfig.flush_denormal).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from ldm.conditioning import drop_class_labels, drop_prompts, tokenize
+from ldm.diffusion import diffusion_loss, load_config, to_plain
+from ldm.unet.ldm import Condition, LatentDiffusionModel
+
+_MIX = 1_000_003  # a prime, to mix seed parts into one 63-bit seed
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation of an LDM: AdamW, linear warm-up, EMA, condition dropout (D.1, Tab. 12-15)."""
+
+    lr: float = 1.0e-4  # Tab. 12-15 list 5e-5 .. 1e-4 at their batch sizes
+    warmup_steps: int = 0  # linear warm-up; the reference uses 10k for churches and text
+    weight_decay: float = 0.01  # AdamW default, as the reference
+    beta1: float = 0.9
+    beta2: float = 0.999
+    ema_decay: float = 0.9999  # max EMA decay; effective min(ema_decay, (1+n)/(10+n)); 0: no EMA
+    p_uncond: float = 0.0  # classifier-free guidance: drop the condition with this probability
+    grad_clip: float = 0.0  # for Trainer(gradient_clip_val=...); 0: off
+    seed: int = 0  # timesteps, noise and condition dropout
+    # Flush denormal floats to zero on the CPU while fitting. Measured here: without it,
+    # steps of the tiny presets slow from 0.5 s to 11 s once AdamW moments and gradients
+    # of the zero-initialised layers underflow into denormals.
+    flush_denormal: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise ValueError(f"train.lr must be > 0, got {self.lr}")
+        for name in ("warmup_steps", "weight_decay", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("beta1", "beta2", "ema_decay"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"train.{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0.0 <= self.p_uncond < 1.0:
+            raise ValueError(f"train.p_uncond must be in [0, 1), got {self.p_uncond}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON."""
+        return to_plain(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Strict load: unknown keys and wrong types are errors naming the key."""
+        return load_config(cls, data, "train")
+
+
+def ema_decay_at(n: int, max_decay: float) -> float:
+    """EMA decay for the n-th update (n >= 1): min(max_decay, (1 + n) / (10 + n)), as the reference."""
+    return min(max_decay, (1 + n) / (10 + n))
+
+
+class LDMTrainingModule(pl.LightningModule):
+    """Trains a LatentDiffusionModel with L_simple; keeps an EMA copy in `ema` (what gets published)."""
+
+    def __init__(self, model: LatentDiffusionModel, config: TrainConfig, tokenizer: Any = None):
+        super().__init__()
+        self.model = model
+        self.config = config
+        self.tokenizer = tokenizer
+        cond = model.config.conditioning
+        if cond.kind == "text":
+            if tokenizer is None:
+                raise ValueError("a text-conditioned model needs the tokenizer it was built for")
+            if len(tokenizer) > cond.vocab_size:
+                raise ValueError(f"tokenizer has {len(tokenizer)} tokens but conditioning.vocab_size is"
+                                 f" {cond.vocab_size}; raise vocab_size or train a smaller vocabulary")
+        if config.p_uncond > 0 and cond.kind not in ("class", "text"):
+            raise ValueError(f"train.p_uncond needs class or text conditioning, not {cond.kind!r}")
+        # Left in train mode like the model: Lightning switches both for validation.
+        self.ema = copy.deepcopy(model).requires_grad_(False) if config.ema_decay > 0 else None
+        self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
+        self._last_ema_step = 0  # global_step at the last EMA update
+
+    # -- randomness ---------------------------------------------------------
+
+    def step_generator(self, batch_idx: int, device: torch.device, offset: int = 0) -> torch.Generator:
+        """A generator seeded from (seed, rank, global step, batch index): no global RNG involved."""
+        seed = self.config.seed + offset
+        for part in (self.global_rank, self.global_step, batch_idx):
+            seed = (seed * _MIX + part) % (2**63 - 1)
+        return torch.Generator(device=device).manual_seed(seed)
+
+    # -- conditioning -------------------------------------------------------
+
+    def condition(self, batch: dict[str, Any], generator: torch.Generator | None) -> Condition:
+        """The model condition from a batch; with a generator, dropped with probability p_uncond."""
+        cond = self.model.config.conditioning
+        z = batch["z"]
+        p = self.config.p_uncond if generator is not None else 0.0
+        if cond.kind == "none":
+            return None
+        if cond.kind == "class":
+            labels = batch["cls"].to(z.device, torch.long)
+            if p > 0:
+                labels = drop_class_labels(labels, p, cond.n_classes, generator)
+            return labels
+        if cond.kind == "text":
+            prompts = list(batch["txt"])
+            if p > 0:
+                prompts = drop_prompts(prompts, p, generator)
+            return tokenize(self.tokenizer, prompts, cond.max_seq_len).to(z.device)
+        return {key: batch[key].to(z.device, z.dtype) for key in cond.concat_keys}
+
+    # -- loss -----------------------------------------------------------------
+
+    def loss(self, model: LatentDiffusionModel, batch: dict[str, Any], generator: torch.Generator,
+             drop: bool) -> Tensor:
+        """L_simple of `model` on a batch, timesteps and noise drawn from the generator (Eq. 1)."""
+        z = batch["z"]
+        cond = self.condition(batch, generator if drop else None)
+        t = torch.randint(0, model.schedule.num_steps, (z.shape[0],), generator=generator,
+                          device=generator.device).to(z.device)
+        eps = torch.randn(z.shape, generator=generator, device=generator.device, dtype=z.dtype).to(z.device)
+        return diffusion_loss(lambda xt, tt: model(xt, tt, cond), z, t, eps, model.schedule, model.diffusion)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        generator = self.step_generator(batch_idx, batch["z"].device)
+        loss = self.loss(self.model, batch, generator, drop=True)
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=batch["z"].shape[0])
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        n = batch["z"].shape[0]
+        # Same timesteps and noise at every validation: curves compare across epochs.
+        generator = torch.Generator(device=batch["z"].device).manual_seed(self.config.seed * _MIX + batch_idx)
+        state = generator.get_state()
+        self.log("val/loss", self.loss(self.model, batch, generator, drop=False), batch_size=n, sync_dist=True)
+        if self.ema is not None:
+            generator.set_state(state)
+            self.log("val/loss_ema", self.loss(self.ema, batch, generator, drop=False), batch_size=n, sync_dist=True)
+
+    # -- EMA --------------------------------------------------------------------
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """One EMA step of every parameter (and a copy of every buffer) of the model."""
+        assert self.ema is not None
+        self.ema_updates += 1
+        decay = ema_decay_at(int(self.ema_updates), self.config.ema_decay)
+        for e, p in zip(self.ema.parameters(), self.model.parameters()):
+            e.lerp_(p.detach(), 1.0 - decay)
+        for e, b in zip(self.ema.buffers(), self.model.buffers()):
+            e.copy_(b)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # Once per optimizer step (gradient accumulation calls this per micro-batch).
+        if self.ema is not None and self.global_step > self._last_ema_step:
+            self._last_ema_step = self.global_step
+            self.update_ema()
+
+    # -- optimisation -------------------------------------------------------------
+
+    def configure_optimizers(self) -> Any:
+        c = self.config
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=c.lr, betas=(c.beta1, c.beta2),
+                                      weight_decay=c.weight_decay)
+        if not c.warmup_steps:
+            return optimizer
+        warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / c.warmup_steps))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": warmup, "interval": "step"}}
+
+    def on_fit_start(self) -> None:
+        if self.config.flush_denormal:
+            torch.set_flush_denormal(True)  # process-wide CPU flag; restored in on_fit_end
+
+    def on_fit_end(self) -> None:
+        if self.config.flush_denormal:
+            torch.set_flush_denormal(False)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["ldm_config"] = self.model.config.to_dict()
+        checkpoint["train_config"] = self.config.to_dict()
