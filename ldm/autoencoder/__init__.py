@@ -1,5 +1,6 @@
 """First-stage autoencoders of latent diffusion (KL- and VQ-regularized, Appendix F)."""
 
+from ldm.autoencoder.checkpoint import load_autoencoder
 from ldm.autoencoder.config import AutoencoderConfig
 from ldm.autoencoder.discriminator import PatchDiscriminator
 from ldm.autoencoder.distributions import DiagonalGaussian
@@ -45,6 +46,7 @@ __all__ = [
     "hinge_g_loss",
     "latent_channel_stats",
     "latent_scale_factor",
+    "load_autoencoder",
     "perplexity",
     "preset_config",
     "presets",

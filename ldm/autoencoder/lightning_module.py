@@ -8,7 +8,7 @@ the discriminator trains.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
 from typing import Any
 
 import pytorch_lightning as pl
@@ -16,7 +16,8 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from ldm.autoencoder.config import AutoencoderConfig, load_strict
+from ldm.autoencoder.config import AutoencoderConfig
+from ldm.autoencoder.train_config import CpuRecipe, TrainConfig, cpu_train_config  # noqa: F401  (re-exported)
 from ldm.autoencoder.discriminator import PatchDiscriminator
 from ldm.autoencoder.health import psnr
 from ldm.autoencoder.losses import adaptive_weight, hinge_d_loss, hinge_g_loss, reconstruction_loss
@@ -25,76 +26,6 @@ from ldm.autoencoder.model import Autoencoder, AutoencoderOutput
 
 class NonFiniteLossError(RuntimeError):
     """A training loss became NaN or inf: stop and keep the last good checkpoint."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation and loss weights of autoencoder training (reference values as defaults)."""
-
-    lr: float = 4.5e-6  # the reference scales its base lr by batch size x GPUs
-    disc_lr: float = 0.0  # 0: same as lr
-    beta1: float = 0.5  # Adam betas (0.5, 0.9), as the reference
-    beta2: float = 0.9
-    kl_weight: float = 1.0e-6  # KL models
-    codebook_weight: float = 1.0  # VQ models
-    perceptual_weight: float = 1.0  # LPIPS in L_rec; 0 trains without VGG
-    disc_weight: float = 0.5  # scales d_w; 0 disables the discriminator
-    disc_start: int = 50001  # batch index at which the GAN terms switch on
-    disc_layers: int = 3
-    disc_channels: int = 64
-    grad_clip: float = 0.0  # max gradient norm per optimizer; 0: off
-    ema_decay: float = 0.0  # EMA of the autoencoder weights; 0: off
-    sample_posterior: bool = True  # KL: decode a posterior sample, not its mean
-    vq_restart_every: int = 0  # VQ: restart unused codes every this many batches; 0: off
-    seed: int = 0  # posterior sampling and code restarts
-
-    def __post_init__(self) -> None:
-        for name in ("lr", "disc_lr", "kl_weight", "codebook_weight", "perceptual_weight",
-                     "disc_weight", "grad_clip", "disc_start", "vq_restart_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"train.lr must be > 0, got {self.lr}")
-        for name in ("beta1", "beta2", "ema_decay"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"train.{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.disc_layers < 1 or self.disc_channels < 1:
-            raise ValueError("train.disc_layers and train.disc_channels must be >= 1")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], section: str = "train") -> TrainConfig:
-        """Strict load: an unknown key or a wrong type is an error naming the key."""
-        return load_strict(cls, data, section)
-
-
-@dataclass(frozen=True)
-class CpuRecipe:
-    """A measured CPU training recipe: loss/optimiser settings plus batch size and steps."""
-
-    train: TrainConfig
-    batch_size: int
-    steps: int
-
-
-def cpu_train_config() -> CpuRecipe:
-    """Recipe for `kl-f4-tiny` on 64x64 photo crops with 2 CPU threads (fp32).
-
-    Checked by tests/test_autoencoder_recipe.py (>= 24 dB val PSNR on crops of
-    the scikit-image/scikit-learn photos). No LPIPS (its VGG cannot be fetched
-    offline) and no discriminator (the reference starts it after 50k steps).
-    """
-    train = TrainConfig(
-        lr=1.0e-3,
-        beta1=0.9,  # no GAN here, so the usual Adam momentum; 0.5 gave the same PSNR
-        perceptual_weight=0.0,
-        disc_weight=0.0,
-        grad_clip=1.0,
-        # Decoding the posterior mean: with kl_weight 1e-6 the sampling noise (std ~1 at
-        # init) only slows a short run down (+1 dB at 300 steps without it).
-        sample_posterior=False,
-        seed=0,
-    )
-    return CpuRecipe(train=train, batch_size=16, steps=800)
 
 
 class AutoencoderModule(pl.LightningModule):
@@ -209,6 +140,7 @@ class AutoencoderModule(pl.LightningModule):
         self.manual_backward(total)
         self._clip(opt_ae)
         opt_ae.step()
+        self._step_schedulers()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         logs["total"] = total.detach()
@@ -248,7 +180,17 @@ class AutoencoderModule(pl.LightningModule):
         self.log("val/rec", (x - x_rec).abs().mean(), prog_bar=True, batch_size=x.shape[0])
         self.log("val/psnr", psnr(x_rec, x).mean(), prog_bar=True, batch_size=x.shape[0])
 
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+    def _step_schedulers(self) -> None:
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
+            scheduler.step()
+
+    def _lr_factor(self, batch: int) -> float:
+        """Cosine decay from 1 to 0 over `decay_steps` batches (1 throughout when it is 0)."""
+        n = self.train_config.decay_steps
+        return 1.0 if n == 0 else 0.5 * (1.0 + math.cos(math.pi * min(batch, n) / n))
+
+    def configure_optimizers(self) -> Any:
         """Adam (betas 0.5, 0.9) for the autoencoder and, if used, the discriminator."""
         tc = self.train_config
         betas = (tc.beta1, tc.beta2)
@@ -257,7 +199,10 @@ class AutoencoderModule(pl.LightningModule):
             optimizers.append(
                 torch.optim.Adam(self.discriminator.parameters(), lr=tc.disc_lr or tc.lr, betas=betas)
             )
-        return optimizers
+        if tc.decay_steps == 0:
+            return optimizers
+        # Stepped once per batch in training_step (manual optimization).
+        return optimizers, [torch.optim.lr_scheduler.LambdaLR(opt, self._lr_factor) for opt in optimizers]
 
     # ----------------------------------------------------------- checkpoints
 

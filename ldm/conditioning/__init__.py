@@ -6,7 +6,7 @@ from torch import nn
 
 from ldm.conditioning.config import ConditioningConfig, ConditioningKind
 from ldm.conditioning.encoders import ClassEmbedder, ConcatConditioner, TextBlock, TextTransformer
-from ldm.conditioning.guidance import drop_class_labels, drop_prompts, uncond_mask
+from ldm.conditioning.guidance import drop_class_labels, drop_prompts, guided_denoiser, uncond_mask
 from ldm.conditioning.tokenizer import (
     SPECIAL_TOKENS,
     learn_wordpiece_vocab,
@@ -42,6 +42,7 @@ __all__ = [
     "build_conditioner",
     "drop_class_labels",
     "drop_prompts",
+    "guided_denoiser",
     "learn_wordpiece_vocab",
     "load_tokenizer",
     "save_tokenizer",

@@ -91,3 +91,8 @@ class AtomicFolder:
             return
         shutil.rmtree(self.destination, ignore_errors=True)
         os.replace(self.staging, self.destination)
+
+
+def read_shards(paths: list[str | Path]) -> wds.DataPipeline:
+    """The raw samples (`__key__` plus undecoded fields) of these shards, in order, on any rank (no node split)."""
+    return wds.DataPipeline(wds.SimpleShardList([str(p) for p in paths]), wds.tarfile_to_samples())

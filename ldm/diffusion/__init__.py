@@ -1,11 +1,23 @@
-"""Gaussian diffusion in latent space: schedules, forward process, posterior, objective (Appendix A)."""
+"""Gaussian diffusion in latent space: schedules, forward process, posterior, objective, samplers (Appendix A, B)."""
 
 from ldm.diffusion.config import DiffusionConfig, LossType, load_config, to_plain
+from ldm.diffusion.denoisers import eps_denoiser, image_guided_denoiser
 from ldm.diffusion.losses import (
     diffusion_loss,
     min_snr_weight,
     per_sample_loss,
     training_target,
+)
+from ldm.diffusion.noise import Generators, randn, seeded_generators
+from ldm.diffusion.samplers import (
+    SamplerName,
+    Spacing,
+    sample,
+    sample_ddim,
+    sample_ddpm,
+    sample_dpmpp_2m,
+    sample_plms,
+    sampling_timesteps,
 )
 from ldm.diffusion.schedule import (
     NoiseSchedule,
@@ -29,15 +41,20 @@ from ldm.diffusion.schedule import (
 
 __all__ = [
     "DiffusionConfig",
+    "Generators",
     "LossType",
     "NoiseSchedule",
     "Parameterization",
+    "SamplerName",
     "ScheduleKind",
+    "Spacing",
     "cosine_betas",
     "diffusion_loss",
+    "eps_denoiser",
     "eps_from_v",
     "eps_from_x0",
     "gather",
+    "image_guided_denoiser",
     "linear_betas",
     "load_config",
     "make_schedule",
@@ -47,6 +64,14 @@ __all__ = [
     "predict_x0",
     "q_posterior",
     "q_sample",
+    "randn",
+    "sample",
+    "sample_ddim",
+    "sample_ddpm",
+    "sample_dpmpp_2m",
+    "sample_plms",
+    "sampling_timesteps",
+    "seeded_generators",
     "sqrt_linear_betas",
     "to_plain",
     "training_target",

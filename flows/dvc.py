@@ -1,0 +1,194 @@
+"""DVC from a flow: the stage order of dvc.yaml, one stage at a time, the remote, push, metrics.
+
+Everything goes through the `dvc` command line in a subprocess, so DVC stays the
+one judge of what is stale and dvc.yaml the one copy of the DAG.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from ldm.storage import S3Settings, flatten_metrics
+
+log = logging.getLogger(__name__)
+REMOTE = "ldm"  # the remote this project configures (in .dvc/config.local)
+# Output that says the failure was the network or a busy lock, not the stage: worth a retry.
+_TRANSIENT = re.compile(r"Unable to acquire lock|Connection (?:reset|refused|aborted)|Temporary failure in name resolution"
+                        r"|Name or service not known|EndpointConnectionError|ConnectTimeout|Read timed out|ServiceUnavailable"
+                        r"|SlowDown|RequestTimeout|\b50[234]\b|Too Many Requests", re.IGNORECASE)
+_NODE = re.compile(r'^"(?P<name>[^"]+)";$')
+_EDGE = re.compile(r'^"(?P<src>[^"]+)" -> "(?P<dst>[^"]+)";$')
+
+
+class CommandFailed(RuntimeError):
+    """A command exited non-zero or ran out of time; `transient` says whether a retry may help."""
+
+    def __init__(self, message: str, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a finished command returned and the last lines it printed."""
+
+    code: int
+    tail: str
+
+
+def subprocess_env(settings: S3Settings | None = None) -> dict[str, str]:
+    """This interpreter's folder first on PATH (dvc's `python -m stages...` finds the same one) and the checksum policy."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("DVC_NO_ANALYTICS", "1")
+    if settings is not None:  # botocore reads these in dvc-s3 too; the environment wins if it sets them
+        env.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", settings.checksum)
+        env.setdefault("AWS_RESPONSE_CHECKSUM_VALIDATION", settings.checksum)
+    return env
+
+
+def run_command(args: list[str], cwd: Path, timeout_s: float, env: dict[str, str], logger: logging.Logger = log) -> Outcome:
+    """Run `args`, log its output line by line, kill its whole process group when `timeout_s` runs out."""
+    logger.info("$ %s", " ".join(args))
+    process = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               errors="replace", start_new_session=True)
+    tail: deque[str] = deque(maxlen=60)
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            tail.append(line.rstrip())
+            logger.info("%s", line.rstrip())
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        code = process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        _stop(process)
+        reader.join(timeout=5)
+        raise CommandFailed(f"{' '.join(args[:4])}... ran out of its {timeout_s:g} s timeout and was stopped", transient=False) from None
+    reader.join(timeout=5)
+    return Outcome(code, "\n".join(tail))
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM the command's process group (dvc and the stage it runs), SIGKILL if it lingers."""
+    for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def check(outcome: Outcome, what: str) -> None:
+    """Raise CommandFailed (transient or not, from the output) unless the command succeeded."""
+    if outcome.code != 0:
+        raise CommandFailed(f"{what} failed with exit code {outcome.code}: {_reason(outcome.tail)}",
+                            transient=bool(_TRANSIENT.search(outcome.tail)))
+
+
+def _reason(output: str) -> str:
+    """The line that says why: DVC's last ERROR line, else the first two lines of output."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ERROR")]
+    return errors[-1] if errors else " ".join(lines[:2]) or "no output"
+
+
+def dvc(*args: str) -> list[str]:
+    """The dvc command line of this interpreter's environment."""
+    return [sys.executable, "-m", "dvc", *args]
+
+
+def capture(args: list[str], cwd: Path, what: str, env: dict[str, str] | None = None, timeout_s: float = 120.0) -> str:
+    """stdout of a short command; CommandFailed naming `what` and its last error line if it fails."""
+    try:
+        result = subprocess.run(args, cwd=cwd, env=env or subprocess_env(), capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise CommandFailed(f"{what} did not finish within {timeout_s:g} s", transient=True) from None
+    if result.returncode != 0:
+        raise CommandFailed(f"{what} failed: {_reason(result.stderr or result.stdout)}",
+                            transient=bool(_TRANSIENT.search(result.stderr + result.stdout)))
+    return result.stdout
+
+
+def stage_order(workdir: Path, targets: list[str] | None = None) -> list[str]:
+    """The stages of dvc.yaml (or those `targets` need) in an order that runs every stage after its inputs.
+
+    Nodes and edges come from `dvc dag --dot`; ties keep the order DVC lists them in.
+    """
+    nodes: list[str] = []
+    edges: list[tuple[str, str]] = []
+    for line in capture(dvc("dag", "--dot", *(targets or [])), workdir, "dvc dag").splitlines():
+        line = line.strip()
+        if match := _EDGE.match(line):
+            edges.append((match["src"], match["dst"]))
+        elif match := _NODE.match(line):
+            nodes.append(match["name"])
+    return topological(nodes, edges)
+
+
+def topological(nodes: list[str], edges: list[tuple[str, str]]) -> list[str]:
+    """Kahn's algorithm; among ready stages the one listed first goes first. A cycle is an error."""
+    waiting = {node: {src for src, dst in edges if dst == node} for node in nodes}
+    order: list[str] = []
+    while waiting:
+        ready = [node for node in nodes if node in waiting and not waiting[node]]
+        if not ready:
+            raise ValueError(f"dvc.yaml has a dependency cycle among {sorted(waiting)}")
+        order.append(ready[0])
+        del waiting[ready[0]]
+        for sources in waiting.values():
+            sources.discard(ready[0])
+    return order
+
+
+def configure_remote(workdir: Path, url: str, settings: S3Settings) -> str | None:
+    """Point DVC's default remote at `url` in .dvc/config.local (never git-tracked); None if there is none at all.
+
+    With `url` empty the repository's own default remote (if any) stays in charge.
+    Only the URL, endpoint and region are written: credentials stay in the environment.
+    """
+    if not url:
+        try:
+            return capture(dvc("remote", "default"), workdir, "dvc remote default").strip() or None
+        except CommandFailed:
+            return None
+    if "://" not in url:
+        url = str((workdir / url).resolve())  # DVC would read a relative path against .dvc/
+    capture(dvc("remote", "add", "--local", "--force", "--default", REMOTE, url), workdir, "dvc remote add")
+    if url.startswith("s3://"):
+        for option, value in (("endpointurl", settings.endpoint_url), ("region", settings.region)):
+            if value:
+                capture(dvc("remote", "modify", "--local", REMOTE, option, value), workdir, "dvc remote modify")
+    return REMOTE
+
+
+def metrics(workdir: Path, timeout_s: float = 120.0) -> dict[str, float]:
+    """Numeric metrics of the workspace, `file:key.path` -> value, from the files dvc.yaml declares."""
+    try:
+        shown = json.loads(capture(dvc("metrics", "show", "--json"), workdir, "dvc metrics show", timeout_s=timeout_s) or "{}")
+    except CommandFailed as exc:
+        log.warning("%s; the metrics table stays empty", exc)
+        return {}
+    flat: dict[str, float] = {}
+    for revision in shown.values():
+        for path, entry in (revision.get("data") or {}).items():
+            for key, value in flatten_metrics(entry.get("data") or {}).items():
+                flat[f"{path}:{key}"] = value
+    return flat
