@@ -6,6 +6,7 @@
     ldm releases NAME [--store URL] [--json]
     ldm alias NAME ALIAS --version V;  ldm store init [--store URL]
     ldm run [--target STAGE];  ldm serve [--cron CRON];  ldm evaluate NAME;  ldm remote
+    ldm sample --models models -n 16 --class 3 -o DIR;  ldm upscale --models models IMAGE -o OUT.png
 
 Stages run through DVC (`dvc repro`), or alone as `python -m stages.<name>`.
 A user error prints one line and exits with code 2, never a traceback.
@@ -65,7 +66,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_release_commands(commands)
     add_flow_commands(commands)
+    _add_model_commands(commands)
     return parser
+
+
+def _add_model_commands(commands: argparse._SubParsersAction) -> None:
+    """`ldm sample` and `ldm upscale`, defined by the stage module that owns the model code."""
+    from stages.sample import add_commands, run_command
+
+    add_commands(commands)
+    for name in ("sample", "upscale"):
+        handler = commands.choices[name].get_default("handler")
+        commands.choices[name].set_defaults(handler=lambda args, h=handler: run_command(_with(args, h)))
+
+
+def _with(args: argparse.Namespace, handler) -> argparse.Namespace:
+    args.handler = handler
+    return args
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -211,7 +211,8 @@ class OrchestrateParams(Section):
 # --------------------------------------------------------------------------- params
 
 
-from stages.training_params import AutoencoderParams, CacheLatentsParams, TrainAutoencoderParams  # noqa: E402  (they build on Section)
+from stages.training_params import (AutoencoderParams, CacheLatentsParams, EvaluateParams,  # noqa: E402
+                                     TrainAutoencoderParams, TrainLDMParams, TrainSRParams)  # noqa: E402  (they build on Section)
 
 
 class Params(Section):
@@ -223,6 +224,9 @@ class Params(Section):
     autoencoder: AutoencoderParams = AutoencoderParams()
     train_autoencoder: TrainAutoencoderParams = TrainAutoencoderParams()
     cache_latents: CacheLatentsParams = CacheLatentsParams()
+    train_ldm: TrainLDMParams = TrainLDMParams()
+    train_sr: TrainSRParams = TrainSRParams()
+    evaluate: EvaluateParams = EvaluateParams()
     storage: StorageParams = StorageParams()
     orchestrate: OrchestrateParams = OrchestrateParams()
 

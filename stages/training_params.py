@@ -7,13 +7,16 @@ recipes of the embedded default, not the reference's GPU values.
 
 from __future__ import annotations
 
-from typing import Literal
+import dataclasses
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, Strict, field_validator
 
 from ldm.autoencoder import presets as autoencoder_presets
 from ldm.autoencoder.train_config import TrainConfig as AutoencoderTrainConfig
 from ldm.autoencoder.train_config import cpu_train_config
+from ldm.unet import presets as ldm_presets
+from ldm.unet.lightning_module import TrainConfig as LDMTrainConfig
 from stages.params import Section, dataclass_section
 
 Precision = Literal["auto", "32-true", "bf16-mixed", "16-mixed"]
@@ -76,3 +79,78 @@ class CacheLatentsParams(Section):
         if isinstance(value, int) and value < 1:
             raise ValueError(f"must be 'auto' or >= 1, got {value}")
         return value
+
+
+# The CPU recipe of the tiny LDM presets on the embedded default (lr measured, warm-up short, EMA on).
+LDM_CPU_RECIPE = LDMTrainConfig(lr=1.0e-3, warmup_steps=20, ema_decay=0.999, p_uncond=0.1, grad_clip=1.0)
+LDMLoss = dataclass_section(LDMTrainConfig, "LDMLoss", defaults=LDM_CPU_RECIPE)
+
+
+class TrainLDMParams(Section):
+    """Stages `train_ldm` and `train_sr`: an LDM preset trained on the cached latents (Eq. 2, D.1)."""
+
+    preset: str = Field("tiny-cond", description="`ldm.unet.presets()` lists them")
+    first_stage: str = Field("", description="the autoencoder preset the LDM pairs with; empty: the preset's own")
+    n_classes: int = Field(0, ge=0, le=100_000, description="class models: classes; 0: the preset's")
+    steps: int = Field(300, ge=1, le=10_000_000, description="training batches")
+    batch_size: int = Field(32, ge=1, le=4096)
+    shuffle_buffer: int = Field(1000, ge=0, le=1_000_000, description="samples; 0 keeps shard order")
+    seed: int = Field(0, ge=0, description="weights init and data order")
+    threads: int = Field(2, ge=1, le=256, description="CPU threads for torch")
+    precision: Precision = "auto"
+    val_every: int = Field(100, ge=1, description="batches between validation passes")
+    checkpoint_every: int = Field(100, ge=1, description="batches between checkpoints")
+    loss: LDMLoss = LDMLoss()  # type: ignore[valid-type]
+
+    @field_validator("preset")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        known = ldm_presets()
+        if value not in known:
+            raise ValueError(f"must be one of {', '.join(known)}")
+        return value
+
+    @field_validator("first_stage")
+    @classmethod
+    def _known_first_stage(cls, value: str) -> str:
+        if value and value not in autoencoder_presets():
+            raise ValueError(f"must be empty or one of {', '.join(autoencoder_presets())}")
+        return value
+
+
+SRLoss = dataclass_section(LDMTrainConfig, "SRLoss", defaults=dataclasses.replace(LDM_CPU_RECIPE, p_uncond=0.0))
+
+
+class TrainSRParams(TrainLDMParams):
+    """Stage `train_sr`: LDM-BSR, the LR image concatenated to the HR latent (Sec. C.7.1); no guidance dropout."""
+
+    preset: str = Field("tiny-sr", description="tiny-sr | bsr-sr-ldm4")
+    loss: SRLoss = SRLoss()  # type: ignore[valid-type]
+
+
+class SamplingParams(Section):
+    """A sampler and its settings (App. D.3): every one of them is stored with the numbers it made."""
+
+    sampler: Literal["ddpm", "ddim", "plms", "dpmpp_2m"] = "ddim"
+    steps: int = Field(50, ge=1, le=1000, description="denoising steps (<= T)")
+    eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM only: 0 deterministic, 1 DDPM-like")
+    spacing: Literal["uniform", "quad"] = "uniform"
+    guidance_scale: float = Field(1.0, ge=0.0, le=100.0, description="classifier-free guidance s; 1: the conditional model")
+
+
+class EvaluateParams(Section):
+    """Stage `evaluate`: samples scored with torch-fidelity, SR against bicubic, the autoencoder's rFID."""
+
+    samples: int = Field(64, ge=4, le=1_000_000, description="generated images scored (the paper: 50k)")
+    batch_size: int = Field(32, ge=1, le=4096)
+    seed: int = Field(0, ge=0, description="sample i starts from seed + i")
+    sampling: SamplingParams = SamplingParams(guidance_scale=2.0)
+    sr_samples: int = Field(32, ge=1, le=1_000_000, description="val pairs super-resolved")
+    sr_sampling: SamplingParams = SamplingParams()
+    feature_extractor: Literal["inception-v3-compat", "random-conv"] = Field(
+        "inception-v3-compat", description="random-conv: a seeded stand-in, for smoke runs only")
+    inception_weights: str = Field("", description="Inception file; empty: torch-fidelity's file in $TORCH_HOME/hub/checkpoints")
+    metrics: Annotated[tuple[Literal["fid", "kid", "isc", "prc"], ...], Strict(False)] = ("fid", "kid", "isc", "prc")
+    reference_split: Literal["train", "val"] = Field("train", description="the set generated samples are scored against")
+    grid_images: int = Field(32, ge=1, le=256)
+    threads: int = Field(2, ge=1, le=256, description="CPU threads for torch")

@@ -76,3 +76,45 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+def _save_autoencoder(folder: Path, preset: str, seed: int = 0) -> Path:
+    """An untrained autoencoder written as stage train_autoencoder writes one (weights + config.json)."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from ldm.autoencoder import build_autoencoder
+
+    torch.manual_seed(seed)
+    model = build_autoencoder(preset)
+    folder.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps({"preset": preset, "model": model.config.to_dict()}))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def save_autoencoder():
+    """save_autoencoder(folder, preset, seed=0): an untrained autoencoder folder for the model stages."""
+    return _save_autoencoder
+
+
+@pytest.fixture(scope="session")
+def ldm_inputs(tmp_path_factory) -> Path:
+    """64 px embedded crops -> pairs -> an untrained kl-f4-tiny -> the latent cache (what the LDM stages read)."""
+    from stages import cache_latents, degrade, download
+    from stages.params import parse_params
+
+    data = {"resolution": 64, "shard_size": 40}
+    out = tmp_path_factory.mktemp("ldm-inputs")
+    download.run(parse_params({"data": data, "download": {"embedded": {"train_crops": 48, "val_crops": 16}}}),
+                 download.Paths(out / "images", out / "download.json", out / "cache"))
+    degrade.run(parse_params({"data": data, "degrade": {"workers": 1, "grid_pairs": 2}}),
+                degrade.Paths(out / "images", out / "pairs", out / "degrade.json", out / "degrade.png"))
+    _save_autoencoder(out / "models" / "autoencoder", "kl-f4-tiny")
+    cache_latents.run(parse_params({"data": data, "cache_latents": {"accelerator": "cpu", "devices": 1, "threads": 1}}),
+                      cache_latents.Paths(out / "images", out / "pairs", out / "models" / "autoencoder", out / "latents",
+                                          out / "cache.json"))
+    return out

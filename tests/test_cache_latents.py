@@ -12,7 +12,6 @@ import pytest
 import torch
 import webdataset as wds
 import yaml
-from safetensors.torch import save_file
 
 from ldm.autoencoder import build_autoencoder
 from ldm.data.latents import collate, latent_dataset
@@ -24,24 +23,16 @@ from stages.params import parse_params
 DATA = {"resolution": 32, "shard_size": 20}
 
 
-def _save_autoencoder(folder: Path, preset: str, seed: int = 0) -> None:
-    torch.manual_seed(seed)
-    model = build_autoencoder(preset)
-    folder.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
-    (folder / "config.json").write_text(json.dumps({"preset": preset, "model": model.config.to_dict()}))
-
-
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> Path:
+def inputs(tmp_path_factory, save_autoencoder) -> Path:
     """Image shards, pair shards and two untrained autoencoders (KL and VQ) in one folder."""
     out = tmp_path_factory.mktemp("cache-inputs")
     params = parse_params({"data": DATA, "download": {"embedded": {"train_crops": 50, "val_crops": 12}}})
     download.run(params, download.Paths(out / "images", out / "download.json", out / "cache"))
     degrade.run(parse_params({"data": DATA, "degrade": {"workers": 1, "grid_pairs": 2}}),
                 degrade.Paths(out / "images", out / "pairs", out / "degrade.json", out / "degrade.png"))
-    _save_autoencoder(out / "kl", "kl-f4-tiny")
-    _save_autoencoder(out / "vq", "vq-f4-tiny")
+    save_autoencoder(out / "kl", "kl-f4-tiny")
+    save_autoencoder(out / "vq", "vq-f4-tiny")
     return out
 
 

@@ -210,13 +210,17 @@ def test_infra_describes_minio_prefect_and_a_gpu_work_pool(root):
 # ---------------------------------------------------------------- the whole flow
 
 
-# Stages the test runs: None runs all of dvc.yaml. Until the model stages run in seconds with SMALL, only these.
-TARGETS: list[str] | None = ["degrade"]
-# What the release holds in this test; drop it (the default is models, metrics, reports) once models/ is produced.
-RELEASE_PATHS = ["reports"]
+# Stages the test runs: None runs all of dvc.yaml, the whole embedded default with SMALL settings.
+TARGETS: list[str] | None = None
+# What the release holds: the shipped default.
+RELEASE_PATHS = ["models", "metrics", "reports"]
 # Small settings for a fast run; each applies only where the shipped params.yaml has the key.
 SMALL = {"download.embedded.train_crops": 96, "download.embedded.val_crops": 24, "degrade.grid_pairs": 4,
-         "train_autoencoder.steps": 4, "train_autoencoder.val_every": 2, "train_autoencoder.checkpoint_every": 2}
+         "train_autoencoder.steps": 4, "train_autoencoder.val_every": 2, "train_autoencoder.checkpoint_every": 2,
+         "train_autoencoder.loss.decay_steps": 4, "evaluate.samples": 8, "evaluate.sampling.steps": 4,
+         "evaluate.sr_samples": 4, "evaluate.sr_sampling.steps": 4, "evaluate.feature_extractor": "random-conv",
+         **{f"{s}.{k}": v for s in ("train_ldm", "train_sr") for k, v in
+            {"steps": 4, "val_every": 2, "checkpoint_every": 2, "batch_size": 8}.items()}}
 
 
 def _small_params(shipped: dict, endpoint: str, bucket: str) -> dict:

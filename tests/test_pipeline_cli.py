@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.slow
 
@@ -32,17 +33,38 @@ def repo(tmp_path_factory, root) -> Path:
     return repo
 
 
-# The embedded default with training cut short: the DAG and its files, not the model quality.
-SHORT = {"  steps: 600 ": "  steps: 40 ", "  val_every: 200 ": "  val_every: 40 ", "  checkpoint_every: 200 ": "  checkpoint_every: 40 ",
-         "    decay_steps: 600 ": "    decay_steps: 40 "}
+# The embedded default with training and sampling cut short: the DAG and its files, not the model quality.
+SHORT = {"train_autoencoder.steps": 40, "train_autoencoder.val_every": 40, "train_autoencoder.checkpoint_every": 40,
+         "train_autoencoder.loss.decay_steps": 40, "evaluate.samples": 8, "evaluate.sampling.steps": 5,
+         "evaluate.sr_samples": 4, "evaluate.sr_sampling.steps": 5, "evaluate.feature_extractor": "random-conv",
+         **{f"{s}.{k}": v for s in ("train_ldm", "train_sr") for k, v in
+            {"steps": 20, "val_every": 20, "checkpoint_every": 20, "batch_size": 16}.items()}}
+
+
+def set_param(params: dict, dotted: str, value) -> None:
+    """params[a][b][c] = value for "a.b.c"; the key must exist, so a renamed key fails here."""
+    *parents, key = dotted.split(".")
+    for part in parents:
+        params = params[part]
+    assert key in params, f"params.yaml has no {dotted}"
+    params[key] = value
 
 
 def short_params(text: str) -> str:
-    """params.yaml with the training stages shortened; each line must exist, so a renamed key fails here."""
-    for old, new in SHORT.items():
-        assert old in text, f"params.yaml has no line {old.strip()!r}"
-        text = text.replace(old, new, 1)
-    return text
+    """params.yaml with the training stages shortened."""
+    params = yaml.safe_load(text)
+    for dotted, value in SHORT.items():
+        set_param(params, dotted, value)
+    return yaml.safe_dump(params, sort_keys=False)
+
+
+def _edit(repo: Path, dotted: str, value) -> str:
+    """Change one param of the repo's params.yaml; the old text comes back for restoring."""
+    old = (repo / "params.yaml").read_text()
+    params = yaml.safe_load(old)
+    set_param(params, dotted, value)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return old
 
 
 def test_repro_writes_shards_and_report(repo):
@@ -59,6 +81,13 @@ def test_repro_writes_shards_and_report(repo):
     stats = json.loads((repo / "data" / "latents" / "stats.json").read_text())
     assert stats["counts"]["train"] == report["counts"]["train"] and stats["counts"]["pairs_val"] == report["counts"]["val"]
     assert abs(stats["scaled_std"] - 1.0) <= 0.02 and stats["first_batch"]["std"] > 0
+    for name in ("ldm", "ldm_sr"):
+        config = json.loads((repo / "models" / name / "config.json").read_text())
+        assert config["scale_factor"] == stats["scale_factor"]
+        assert json.loads((repo / "metrics" / f"{name}.json").read_text())["train"]["batches"] == 20
+    evaluation = json.loads((repo / "metrics" / "evaluate.json").read_text())
+    assert evaluation["ldm"]["samples"] == 8 and "fid" in evaluation["ldm"] and "psnr" in evaluation["sr"]
+    assert (repo / "reports" / "evaluate" / "samples.png").stat().st_size > 0
 
 
 def test_status_is_clean_and_a_second_repro_skips(repo):
@@ -74,9 +103,17 @@ def test_metrics_show_reads_the_report(repo):
     assert "reports/download.json" in json.dumps(metrics)
 
 
+def test_an_ldm_param_does_not_rerun_the_cache(repo):
+    params = _edit(repo, "train_ldm.loss.lr", 2.0e-3)
+    try:
+        stale = json.loads(_sh("dvc", "status", "--json", cwd=repo).stdout)
+        assert set(stale) == {"train_ldm"}
+    finally:
+        (repo / "params.yaml").write_text(params)
+
+
 def test_an_unrelated_param_does_not_rerun_download(repo):
-    params = (repo / "params.yaml").read_text()
-    (repo / "params.yaml").write_text(params.replace("grid_pairs: 16", "grid_pairs: 8"))
+    params = _edit(repo, "degrade.grid_pairs", 8)
     try:
         stale = json.loads(_sh("dvc", "status", "--json", cwd=repo).stdout)
         assert set(stale) == {"degrade"}
@@ -88,8 +125,7 @@ def test_an_unrelated_param_does_not_rerun_download(repo):
 
 def test_a_changed_download_param_reruns_with_new_bytes(repo):
     before = json.loads((repo / "reports" / "download.json").read_text())["shards"]
-    params = (repo / "params.yaml").read_text()
-    (repo / "params.yaml").write_text(params.replace("seed: 0 ", "seed: 1 ", 1))
+    params = _edit(repo, "download.seed", 1)
     try:
         rerun = _sh("dvc", "repro", "download", cwd=repo)
         assert "Running stage 'download'" in rerun.stdout

@@ -56,6 +56,12 @@ def conv_denoiser(channels=4):
 # Timesteps
 # ---------------------------------------------------------------------------
 
+def test_uniform_spacing_never_passes_the_last_timestep():
+    for steps in (3, 9, 37, 111, 333):
+        ts = sampling_timesteps(1000, steps)
+        assert max(ts) <= 999 and ts == sorted(set(ts))
+
+
 def test_uniform_spacing_is_the_references():
     assert sampling_timesteps(1000, 50) == [t + 1 for t in range(0, 1000, 20)]
     assert len(sampling_timesteps(1000, 300)) == 334  # ceil(1000 / 3), as the reference

@@ -68,7 +68,9 @@ def sampling_timesteps(num_timesteps: int, steps: int | None, spacing: Spacing =
         raise ValueError(f"sampler steps must be an integer in 1..{T}, got {steps!r}")
     if spacing == "uniform":
         stride = T // steps
-        ts = list(range(T)) if stride == 1 else [t + 1 for t in range(0, T, stride)]
+        # The shift puts the last step at T when stride divides T - 1 (e.g. S = 3 of T = 1000), past
+        # the schedule (an index error in the reference); that step is dropped.
+        ts = list(range(T)) if stride == 1 else [t + 1 for t in range(0, T, stride) if t + 1 < T]
     elif spacing == "quad":
         quad = torch.linspace(0, math.sqrt(T * 0.8), steps, dtype=torch.float64) ** 2
         ts = sorted({int(q) + 1 for q in quad.tolist()})

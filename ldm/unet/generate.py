@@ -1,0 +1,100 @@
+"""From noise to images: conditions, guidance, a sampler and the first-stage decoder (Sec. 3.3, C.1, D.3).
+
+Legend: z_T the starting noise [N x C x h x w], one generator per sample (its seed),
+so sample i does not depend on the batch it is drawn in; s the guidance scale
+(e_u + s (e_c - e_u)); scale_factor the latent scale (z_model = z_ae * scale_factor).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ldm.conditioning import guided_denoiser, tokenize
+from ldm.diffusion import SamplerName, Spacing, eps_denoiser, randn, sample, seeded_generators
+from ldm.unet.ldm import Condition, LatentDiffusionModel
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """Everything about sampling that changes a number; stored with every metric."""
+
+    sampler: SamplerName = "ddim"
+    steps: int = 50
+    eta: float = 0.0
+    spacing: Spacing = "uniform"
+    guidance_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.guidance_scale < 0:
+            raise ValueError(f"guidance scale must be >= 0, got {self.guidance_scale}")
+        if self.eta < 0:
+            raise ValueError(f"eta must be >= 0, got {self.eta}")
+
+
+def conditions(model: LatentDiffusionModel, *, labels: Sequence[int] | None = None, prompts: Sequence[str] | None = None,
+               concat: dict[str, Tensor] | None = None, tokenizer: Any = None) -> tuple[Condition, Condition]:
+    """(cond, null_cond) for the model's conditioning kind; errors say which input the model takes."""
+    cfg = model.config.conditioning
+    given = {"labels": labels is not None, "prompts": prompts is not None, "concat": concat is not None}
+    wanted = {"class": "labels", "text": "prompts", "concat": "concat", "none": None}[cfg.kind]
+    extra = [name for name, present in given.items() if present and name != wanted]
+    if extra:
+        raise ValueError(f"this model is {cfg.kind}-conditioned; it takes {wanted or 'no condition'}, not {', '.join(extra)}")
+    if cfg.kind == "class":
+        assert labels is not None, "class models need labels"
+        bad = [c for c in labels if not 0 <= c < cfg.n_classes]
+        if bad:
+            raise ValueError(f"class ids must be in 0..{cfg.n_classes - 1}, got {bad[:5]}")
+        cond = torch.tensor(list(labels), dtype=torch.long)
+        return cond, model.null_condition(len(cond), "cpu")
+    if cfg.kind == "text":
+        assert prompts is not None and tokenizer is not None, "text models need prompts and their tokenizer"
+        return tokenize(tokenizer, list(prompts), cfg.max_seq_len), tokenize(tokenizer, [""] * len(prompts), cfg.max_seq_len)
+    if cfg.kind == "concat":
+        assert concat is not None, "concat models need their spatial condition"
+        return concat, concat
+    return None, None
+
+
+@torch.no_grad()
+def generate_latents(model: LatentDiffusionModel, cond: Condition, null_cond: Condition, seeds: Sequence[int],
+                     settings: SamplerSettings, *, size: tuple[int, int] | None = None,
+                     callback: Callable[[int, int, Tensor], None] | None = None) -> Tensor:
+    """Sampled model latents [N x C x h x w] (still multiplied by the scale factor); size (h, w) defaults to training."""
+    if settings.steps > model.schedule.num_steps:
+        raise ValueError(f"steps {settings.steps} exceeds the model's T = {model.schedule.num_steps}")
+    device = next(model.parameters()).device
+    channels, *trained = model.latent_shape
+    h, w = size or tuple(trained)
+    z_T = randn((len(seeds), channels, h, w), seeded_generators(seeds), device=device)
+    noise = seeded_generators([s + 1_000_003 for s in seeds])  # the sampler's own per-sample stream
+    cond, null_cond = _to(cond, device), _to(null_cond, device)
+    kind = model.config.conditioning.kind
+    guided = kind in ("class", "text") and settings.guidance_scale != 1.0
+    eps_model = lambda xt, t, c: model(xt, t, c)  # noqa: E731 - the (x_t, t, cond) model the wrapper takes
+    denoise = (guided_denoiser(eps_model, cond, null_cond, settings.guidance_scale) if guided
+               else (lambda xt, t: model(xt, t, cond)))
+    denoise = eps_denoiser(denoise, model.schedule, model.diffusion.parameterization)
+    steps = None if settings.sampler == "ddpm" and settings.steps == model.schedule.num_steps else settings.steps
+    return sample(settings.sampler, denoise, z_T, model.schedule, steps=steps, eta=settings.eta,
+                  spacing=settings.spacing, generator=noise, callback=callback)
+
+
+def _to(cond: Condition, device: torch.device) -> Condition:
+    if isinstance(cond, dict):
+        return {k: v.to(device) for k, v in cond.items()}
+    return cond.to(device) if isinstance(cond, Tensor) else cond
+
+
+@torch.no_grad()
+def decode_latents(decode: Callable[[Tensor], Tensor], z: Tensor, scale_factor: float) -> Tensor:
+    """Model latents [N x C x h x w] -> uint8 images [N x 3 x H x W] through the first stage's decoder."""
+    x = decode(z / scale_factor).clamp(-1, 1)  # (N, 3, H, W) in [-1, 1]
+    return ((x + 1) * 127.5).round().to(torch.uint8)
