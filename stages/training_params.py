@@ -125,6 +125,8 @@ class TrainSRParams(TrainLDMParams):
     """Stage `train_sr`: LDM-BSR, the LR image concatenated to the HR latent (Sec. C.7.1); no guidance dropout."""
 
     preset: str = Field("tiny-sr", description="tiny-sr | bsr-sr-ldm4")
+    # The paper pairs SR with VQ-f4; the embedded default has one autoencoder, kl-f4-tiny.
+    first_stage: str = Field("kl-f4-tiny", description="the autoencoder preset it pairs with; empty: the preset's own")
     loss: SRLoss = SRLoss()  # type: ignore[valid-type]
 
 

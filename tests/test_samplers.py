@@ -64,7 +64,7 @@ def test_uniform_spacing_never_passes_the_last_timestep():
 
 def test_uniform_spacing_is_the_references():
     assert sampling_timesteps(1000, 50) == [t + 1 for t in range(0, 1000, 20)]
-    assert len(sampling_timesteps(1000, 300)) == 334  # ceil(1000 / 3), as the reference
+    assert len(sampling_timesteps(1000, 300)) == 333  # the reference visits ceil(1000 / 3) = 334, the last at t = 1000, past T
     assert sampling_timesteps(1000, 1000) == sampling_timesteps(1000, None) == list(range(1000))
 
 

@@ -80,7 +80,7 @@ def test_text_model_learns_a_vocabulary_from_the_captions(cache, tmp_path):
 
 def test_first_stage_mismatch_names_both_sides(cache, tmp_path):
     with pytest.raises(StageError, match="pairs with autoencoder 'vq-f4-tiny'.*'kl-f4-tiny'"):
-        _run(cache, tmp_path, "train_sr")
+        _run(cache, tmp_path, "train_sr", first_stage="")  # the preset's own: vq-f4-tiny
 
 
 def test_another_autoencoder_than_the_cache_is_refused(cache, tmp_path, save_autoencoder):
