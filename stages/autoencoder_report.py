@@ -18,6 +18,7 @@ from torchvision.utils import make_grid, save_image
 
 from ldm.autoencoder import Autoencoder, DiagonalGaussian, build_lpips, default_vgg_path, perplexity, psnr, ssim
 from ldm.autoencoder.train_config import TrainConfig
+from ldm.metrics import fidelity_metrics, inception_weights_status
 
 # A latent whose overall std is outside this band needs a scale factor far from 1
 # (Appendix F); the LDM copes once cache_latents rescales it, but a user should know.
@@ -50,6 +51,8 @@ def evaluate_autoencoder(
     n = 0
     z_sum = z_sq = None
     z_count = 0
+    originals: list[torch.Tensor] = []
+    recons: list[torch.Tensor] = []
     usage = torch.zeros(model.config.n_embed, dtype=torch.long) if model.quantizer is not None else None
     for x in _batches(loader):
         encoded = model.encode(x)
@@ -57,6 +60,8 @@ def evaluate_autoencoder(
         if usage is not None:
             usage += model.quantize(z).usage.cpu()
         x_rec = model.decode(z).clamp(-1, 1)
+        originals.append(_uint8(x))
+        recons.append(_uint8(x_rec))
         sums["psnr"] += float(psnr(x_rec, x).sum())
         sums["ssim"] += float(ssim(x_rec, x).sum())
         sums["l1"] += float((x_rec - x).abs().mean(dim=(1, 2, 3)).sum())
@@ -92,7 +97,7 @@ def evaluate_autoencoder(
         report["lpips"] = round(sums["lpips"] / n, 5)
     else:
         report["skipped"]["lpips"] = lpips_skip
-    report["skipped"]["rfid"] = _rfid_skip(inception_weights)
+    _rfid(report, torch.cat(originals), torch.cat(recons), inception_weights)
     if loss.perceptual_weight == 0:
         report["skipped"]["lpips_loss"] = "train_autoencoder.loss.perceptual_weight is 0: trained without LPIPS"
     if loss.disc_weight == 0:
@@ -120,8 +125,17 @@ def _scale_warnings(overall: float, per_channel: torch.Tensor) -> list[str]:
     return warnings
 
 
-def _rfid_skip(inception_weights: str) -> str:
-    return "rFID is computed by the evaluate stage" if inception_weights else "rFID is computed by the evaluate stage"
+def _uint8(x: torch.Tensor) -> torch.Tensor:
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def _rfid(report: dict[str, Any], originals: torch.Tensor, recons: torch.Tensor, inception_weights: str) -> None:
+    """rFID of the val reconstructions against the originals (torch-fidelity), or the reason it is skipped."""
+    available, reason, _ = inception_weights_status(inception_weights or None)
+    if not available:
+        report["skipped"]["rfid"] = reason
+        return
+    report["rfid"] = round(fidelity_metrics(recons, originals, weights_path=inception_weights or None, metrics=("fid",))["fid"], 4)
 
 
 @torch.no_grad()

@@ -53,6 +53,7 @@ def test_kl_stage_writes_weights_config_metrics_grid_and_curve(images, tmp_path)
     assert {"psnr", "ssim", "latent", "skipped", "warnings"} <= set(metrics)
     assert len(metrics["latent"]["std_per_channel"]) == 3
     assert "lpips" in metrics["skipped"] and metrics["lineage"]["inputs_sha256"]["images"]
+    assert "weights-inception-2015-12-05-6726825d.pth" in metrics["skipped"]["rfid"]
     model, config = load_autoencoder(tmp_path / "model")
     assert config["preset"] == "kl-f4-tiny" and config["resolution"] == 32 and config["data_sha256"]
     assert set(load_file(str(tmp_path / "model" / "model.safetensors"))) == set(model.state_dict())
