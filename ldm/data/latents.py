@@ -8,7 +8,6 @@ the scale factor, "cls" [N] long, "txt" list[str], and "lr" [N x 3 x H x W] in [
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -18,7 +17,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import default_collate
 
-from ldm.data.loader import to_tensor
+from ldm.data.loader import raw_samples, to_tensor
 
 
 def latent_sample(sample: dict[str, Any], scale_factor: float) -> dict[str, Any]:
@@ -40,15 +39,8 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 def latent_dataset(urls: list[str], *, scale_factor: float, shuffle: int = 0, seed: int = 0,
                    split_by_node: bool = True, transform: Callable[[dict], dict] | None = None) -> wds.DataPipeline:
-    """Latent samples from latent shards; `shuffle` > 0 shuffles shards and samples in a seeded buffer."""
-    stages: list = [wds.SimpleShardList(urls)]
-    if shuffle:
-        stages.append(wds.shuffle(len(urls), rng=random.Random(seed)))
-    if split_by_node:
-        stages.append(wds.split_by_node)
-    stages += [wds.split_by_worker, wds.tarfile_to_samples()]
-    if shuffle:
-        stages.append(wds.shuffle(shuffle, initial=min(shuffle, 100), rng=random.Random(seed + 1)))
+    """Latent samples from latent shards (see `ldm.data.loader.raw_samples` for the options)."""
+    stages = raw_samples(urls, shuffle=shuffle, seed=seed, split_by_node=split_by_node)
     stages += [wds.decode("rgb8"), wds.map(partial(latent_sample, scale_factor=scale_factor))]
     if transform is not None:
         stages.append(wds.map(transform))

@@ -38,8 +38,8 @@ def _sample(sample: dict) -> tuple[torch.Tensor, int]:
     return to_tensor(sample["png"]), int(sample["cls"])
 
 
-def image_dataset(urls: list[str], *, shuffle: int = 0, seed: int = 0, split_by_node: bool = True) -> wds.DataPipeline:
-    """(image [3 x H x W] in [-1, 1], label) pairs from image shards.
+def raw_samples(urls: list[str], *, shuffle: int = 0, seed: int = 0, split_by_node: bool = True) -> list:
+    """The pipeline stages up to undecoded samples: this node's and worker's shards, optionally shuffled.
 
     `shuffle` > 0 shuffles shard order and samples in a buffer of that size, seeded.
     """
@@ -51,5 +51,10 @@ def image_dataset(urls: list[str], *, shuffle: int = 0, seed: int = 0, split_by_
     stages += [wds.split_by_worker, wds.tarfile_to_samples()]
     if shuffle:
         stages.append(wds.shuffle(shuffle, initial=min(shuffle, 100), rng=random.Random(seed + 1)))
-    stages += [wds.decode("rgb8"), wds.map(_sample)]
-    return wds.DataPipeline(*stages)
+    return stages
+
+
+def image_dataset(urls: list[str], *, shuffle: int = 0, seed: int = 0, split_by_node: bool = True) -> wds.DataPipeline:
+    """(image [3 x H x W] in [-1, 1], label) pairs from image shards (see `raw_samples` for the options)."""
+    stages = raw_samples(urls, shuffle=shuffle, seed=seed, split_by_node=split_by_node)
+    return wds.DataPipeline(*stages, wds.decode("rgb8"), wds.map(_sample))
