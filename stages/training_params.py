@@ -92,14 +92,14 @@ class TrainLDMParams(Section):
     preset: str = Field("tiny-cond", description="`ldm.unet.presets()` lists them")
     first_stage: str = Field("", description="the autoencoder preset the LDM pairs with; empty: the preset's own")
     n_classes: int = Field(0, ge=0, le=100_000, description="class models: classes; 0: the preset's")
-    steps: int = Field(300, ge=1, le=10_000_000, description="training batches")
+    steps: int = Field(250, ge=1, le=10_000_000, description="training batches")
     batch_size: int = Field(32, ge=1, le=4096)
     shuffle_buffer: int = Field(1000, ge=0, le=1_000_000, description="samples; 0 keeps shard order")
     seed: int = Field(0, ge=0, description="weights init and data order")
     threads: int = Field(2, ge=1, le=256, description="CPU threads for torch")
     precision: Precision = "auto"
-    val_every: int = Field(100, ge=1, description="batches between validation passes")
-    checkpoint_every: int = Field(100, ge=1, description="batches between checkpoints")
+    val_every: int = Field(125, ge=1, description="batches between validation passes")
+    checkpoint_every: int = Field(125, ge=1, description="batches between checkpoints")
     loss: LDMLoss = LDMLoss()  # type: ignore[valid-type]
 
     @field_validator("preset")
