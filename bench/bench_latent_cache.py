@@ -91,7 +91,7 @@ def main() -> None:
         pipeline = image_dataset(shard_urls(args.images, "train"), split_by_node=False).repeat()
         for x, labels in pipeline.compose(wds.batched(args.batch_size, partial=False)):
             keys = [str(i) for i in range(len(x))]
-            yield encode_latents(autoencoder, x, keys, posterior="mode") * scale, labels
+            yield encode_latents(autoencoder, x, keys, posterior="mode") * scale, torch.as_tensor(labels)
 
     rates = {"cached": _time(cached(), args.steps, args.preset, 0), "on_the_fly": _time(on_the_fly(), args.steps, args.preset, 0)}
     print(f"LDM {args.preset}, batch {args.batch_size}, {args.threads} threads, autoencoder {which}, {args.steps} steps each")
