@@ -22,8 +22,9 @@ from flows.report import metrics_rows
 from ldm.storage import flatten_metrics
 
 # Placeholders: {release} the pulled folder, {metrics} the report to write, {params} params.yaml, {workdir}.
+# Grids go beside the pulled release, never over the workspace's reports/.
 EVALUATE_COMMAND = ["python", "-m", "stages.evaluate", "--params", "{params}", "--models", "{release}/models",
-                    "--metrics", "{metrics}"]
+                    "--metrics", "{metrics}", "--grids", "{release}/evaluation"]
 
 
 @task(name="pull-release", retry_condition_fn=transient_only, retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
