@@ -22,6 +22,13 @@ from stages.params import Section, dataclass_section
 Precision = Literal["auto", "32-true", "bf16-mixed", "16-mixed"]
 
 
+def one_of(value: str, known: list[str], empty_ok: bool = False) -> str:
+    """`value` when it names a known preset (or is empty, if allowed); else the error listing them."""
+    if value in known or (empty_ok and not value):
+        return value
+    raise ValueError(f"must be {'empty or ' if empty_ok else ''}one of {', '.join(known)}")
+
+
 class AutoencoderParams(Section):
     """The first stage (Appendix F, Tab. 8): a preset of the reference zoo or a tiny CPU one."""
 
@@ -30,10 +37,7 @@ class AutoencoderParams(Section):
     @field_validator("preset")
     @classmethod
     def _known(cls, value: str) -> str:
-        known = autoencoder_presets()
-        if value not in known:
-            raise ValueError(f"must be one of {', '.join(known)}")
-        return value
+        return one_of(value, autoencoder_presets())
 
 
 AutoencoderLoss = dataclass_section(AutoencoderTrainConfig, "AutoencoderLoss", defaults=cpu_train_config().train)
@@ -105,17 +109,12 @@ class TrainLDMParams(Section):
     @field_validator("preset")
     @classmethod
     def _known(cls, value: str) -> str:
-        known = ldm_presets()
-        if value not in known:
-            raise ValueError(f"must be one of {', '.join(known)}")
-        return value
+        return one_of(value, ldm_presets())
 
     @field_validator("first_stage")
     @classmethod
     def _known_first_stage(cls, value: str) -> str:
-        if value and value not in autoencoder_presets():
-            raise ValueError(f"must be empty or one of {', '.join(autoencoder_presets())}")
-        return value
+        return one_of(value, autoencoder_presets(), empty_ok=True)
 
 
 SRLoss = dataclass_section(LDMTrainConfig, "SRLoss", defaults=dataclasses.replace(LDM_CPU_RECIPE, p_uncond=0.0))
