@@ -41,7 +41,7 @@ from ldm.data.loader import to_tensor
 from ldm.data.shards import encode_json, read_shards, sha256_file
 from ldm.latents import encode_latents
 from stages.latent_stats import latent_stats
-from stages.lineage import lineage, setup_logging, write_json
+from stages.lineage import lineage, run_cli, write_json
 from stages.params import Params, ParamsError, load_params
 
 log = logging.getLogger("stages.cache_latents")
@@ -220,13 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="data/latents", type=Path, help="latent cache folder (default: %(default)s)")
     parser.add_argument("--report", default="reports/cache_latents.json", type=Path, help="metrics (default: %(default)s)")
     args = parser.parse_args(argv)
-    setup_logging()
-    try:
-        run(load_params(args.params), Paths(args.images, args.pairs, args.model, args.out, args.report))
-    except (ParamsError, StageError, FileNotFoundError, ValueError) as exc:
-        log.error("%s", exc)
-        return 2
-    return 0
+    return run_cli(lambda: run(load_params(args.params), Paths(args.images, args.pairs, args.model, args.out, args.report)),
+                   (ParamsError, StageError, FileNotFoundError, ValueError), log)
 
 
 if __name__ == "__main__":

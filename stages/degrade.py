@@ -34,7 +34,7 @@ from tqdm import tqdm
 from ldm.data.images import decode_image, encode_png
 from ldm.data.shards import AtomicFolder, encode_json, sha256_file
 from ldm.degradation import MIN_LR_SIDE, DegradationError, degrade
-from stages.lineage import lineage, setup_logging, write_json
+from stages.lineage import lineage, run_cli, write_json
 from stages.params import Params, ParamsError, load_params
 
 log = logging.getLogger("stages.degrade")
@@ -194,13 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", default="reports/degrade.json", type=Path, help="report (default: %(default)s)")
     parser.add_argument("--grid", default="reports/degrade.png", type=Path, help="HR | LR grid PNG (default: %(default)s)")
     args = parser.parse_args(argv)
-    setup_logging()
-    try:
-        run(load_params(args.params), Paths(args.images, args.out, args.report, args.grid))
-    except (ParamsError, DegradationError, FileNotFoundError) as exc:
-        log.error("%s", exc)
-        return 2
-    return 0
+    paths = Paths(args.images, args.out, args.report, args.grid)
+    return run_cli(lambda: run(load_params(args.params), paths), (ParamsError, DegradationError, FileNotFoundError), log)
 
 
 if __name__ == "__main__":

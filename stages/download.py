@@ -29,7 +29,7 @@ from ldm.data.fetch import ChecksumMismatch, FetchFailed, fetch_all, read_manife
 from ldm.data.folder import UNLABELLED, DataError, Item, default_caption, sample_key, scan_folder, split_of
 from ldm.data.images import BadImage, center_square, crop_resize, decode_image, encode_png
 from ldm.data.shards import AtomicFolder, encode_json, sha256_file, write_split
-from stages.lineage import lineage, setup_logging, write_json
+from stages.lineage import lineage, run_cli, write_json
 from stages.params import Params, ParamsError, load_params
 
 log = logging.getLogger("stages.download")
@@ -235,14 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", default="reports/download.json", type=Path, help="report path (default: %(default)s)")
     parser.add_argument("--cache", default="data/cache/download", type=Path, help="download cache (default: %(default)s)")
     args = parser.parse_args(argv)
-    setup_logging()
-    try:
-        params = load_params(args.params)
-        run(params, Paths(args.out, args.report, args.cache))
-    except (ParamsError, DataError, BadInputFatal, ChecksumMismatch) as exc:
-        log.error("%s", exc)
-        return 2
-    return 0
+    paths = Paths(args.out, args.report, args.cache)
+    return run_cli(lambda: run(load_params(args.params), paths), (ParamsError, DataError, BadInputFatal, ChecksumMismatch), log)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from ldm.metrics import ReferenceCache, features_fingerprint, fidelity_metrics
 from ldm.unet.checkpoint import LoadedLDM, load_ldm
 from ldm.unet.generate import SamplerSettings, conditions, decode_latents, generate_latents
 from stages.eval_sr import evaluate_sr
-from stages.lineage import lineage, setup_logging, write_json
+from stages.lineage import lineage, run_cli, write_json
 from stages.params import Params, ParamsError, load_params
 from stages.training import shards_sha256
 from stages.training_params import EvaluateParams, SamplingParams
@@ -173,13 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grids", default="reports/evaluate", type=Path, help="sample grid PNGs (default: %(default)s)")
     parser.add_argument("--cache", default="data/cache/fidelity", type=Path, help="reference statistics cache")
     args = parser.parse_args(argv)
-    setup_logging()
-    try:
-        run(load_params(args.params), Paths(args.models, args.images, args.pairs, args.metrics, args.grids, args.cache))
-    except (ParamsError, FileNotFoundError, ValueError) as exc:
-        log.error("%s", exc)
-        return 2
-    return 0
+    paths = Paths(args.models, args.images, args.pairs, args.metrics, args.grids, args.cache)
+    return run_cli(lambda: run(load_params(args.params), paths), (ParamsError, FileNotFoundError, ValueError), log)
 
 
 if __name__ == "__main__":

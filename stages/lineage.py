@@ -7,6 +7,7 @@ import logging
 import subprocess
 import sys
 from importlib import metadata
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -51,3 +52,14 @@ def write_json(path: str | Path, obj: object) -> None:
 def setup_logging() -> None:
     """Plain `level: message` lines on stderr for stage CLIs."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
+
+
+def run_cli(work: Callable[[], object], user_errors: tuple[type[BaseException], ...], logger: logging.Logger) -> int:
+    """A stage CLI's body: set up logging, run `work`; a user error is one logged line and exit code 2, no traceback."""
+    setup_logging()
+    try:
+        work()
+    except user_errors as exc:
+        logger.error("%s", exc)
+        return 2
+    return 0

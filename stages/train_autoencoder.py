@@ -32,7 +32,7 @@ from ldm.autoencoder.lightning_module import AutoencoderModule, NonFiniteLossErr
 from ldm.data.loader import image_dataset, shard_urls
 from ldm.data.shards import AtomicFolder
 from stages.autoencoder_report import evaluate_autoencoder, save_grid
-from stages.lineage import lineage, setup_logging, write_json
+from stages.lineage import lineage, run_cli, write_json
 from stages.params import Params, ParamsError, load_params, to_config
 from stages.training import make_trainer, resume_path, shards_sha256, write_curves
 
@@ -157,14 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--curves", required=True, type=Path, help="output CSV: training loss per step")
     parser.add_argument("--grid", required=True, type=Path, help="output PNG: originals above reconstructions")
     args = parser.parse_args(argv)
-    setup_logging()
-    try:
-        params = load_params(args.params)
-        run(params, Paths(args.images, args.model, args.checkpoints, args.metrics, args.curves, args.grid))
-    except (ParamsError, StageError, FileNotFoundError) as exc:
-        log.error("%s", exc)
-        return 2
-    return 0
+    paths = Paths(args.images, args.model, args.checkpoints, args.metrics, args.curves, args.grid)
+    return run_cli(lambda: run(load_params(args.params), paths), (ParamsError, StageError, FileNotFoundError), log)
 
 
 if __name__ == "__main__":

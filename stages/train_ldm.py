@@ -42,7 +42,7 @@ from ldm.data.shards import AtomicFolder, read_shards
 from ldm.unet import LDMConfig, build_ldm, preset_config, to_safetensors_payload
 from ldm.unet.lightning_module import LDMTrainingModule, TrainConfig
 from stages.cache_latents import autoencoder_sha256
-from stages.lineage import lineage, setup_logging, write_json
+from stages.lineage import lineage, run_cli, write_json
 from stages.params import Params, ParamsError, load_params, to_config
 from stages.training import make_trainer, resume_path, shards_sha256, write_curves
 from stages.training_params import TrainLDMParams
@@ -195,15 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics", required=True, type=Path, help="output JSON: losses and lineage")
     parser.add_argument("--curves", required=True, type=Path, help="output CSV: training loss per step")
     args = parser.parse_args(argv)
-    setup_logging()
-    try:
-        params = load_params(args.params)
-        run(params, Paths(args.latents, args.autoencoder, args.model, args.checkpoints, args.metrics, args.curves),
-            args.section)
-    except (ParamsError, StageError, FileNotFoundError, ValueError) as exc:
-        log.error("%s", exc)
-        return 2
-    return 0
+    paths = Paths(args.latents, args.autoencoder, args.model, args.checkpoints, args.metrics, args.curves)
+    return run_cli(lambda: run(load_params(args.params), paths, args.section),
+                   (ParamsError, StageError, FileNotFoundError, ValueError), log)
 
 
 if __name__ == "__main__":

@@ -43,15 +43,20 @@ class AutoencoderParams(Section):
 AutoencoderLoss = dataclass_section(AutoencoderTrainConfig, "AutoencoderLoss", defaults=cpu_train_config().train)
 
 
-class TrainAutoencoderParams(Section):
-    """Stage `train_autoencoder`: batches, checkpoints, offline weights and the loss (Eq. 25)."""
+class TrainingLoop(Section):
+    """What every training stage's loop takes beside its model: data order, threads, precision."""
 
-    steps: int = Field(cpu_train_config().steps, ge=1, le=10_000_000, description="training batches")
-    batch_size: int = Field(cpu_train_config().batch_size, ge=1, le=4096)
     shuffle_buffer: int = Field(1000, ge=0, le=1_000_000, description="samples; 0 keeps shard order")
     seed: int = Field(0, ge=0, description="weights init and data order")
     threads: int = Field(2, ge=1, le=256, description="CPU threads for torch")
     precision: Precision = "auto"
+
+
+class TrainAutoencoderParams(TrainingLoop):
+    """Stage `train_autoencoder`: batches, checkpoints, offline weights and the loss (Eq. 25)."""
+
+    steps: int = Field(cpu_train_config().steps, ge=1, le=10_000_000, description="training batches")
+    batch_size: int = Field(cpu_train_config().batch_size, ge=1, le=4096)
     val_every: int = Field(200, ge=1, description="batches between validation passes")
     checkpoint_every: int = Field(200, ge=1, description="batches between checkpoints")
     grid_images: int = Field(8, ge=1, le=64, description="originals | reconstructions in the report PNG")
@@ -90,7 +95,7 @@ LDM_CPU_RECIPE = LDMTrainConfig(lr=1.0e-3, warmup_steps=20, ema_decay=0.999, p_u
 LDMLoss = dataclass_section(LDMTrainConfig, "LDMLoss", defaults=LDM_CPU_RECIPE)
 
 
-class TrainLDMParams(Section):
+class TrainLDMParams(TrainingLoop):
     """Stages `train_ldm` and `train_sr`: an LDM preset trained on the cached latents (Eq. 2, D.1)."""
 
     preset: str = Field("tiny-cond", description="`ldm.unet.presets()` lists them")
@@ -98,10 +103,6 @@ class TrainLDMParams(Section):
     n_classes: int = Field(0, ge=0, le=100_000, description="class models: classes; 0: the preset's")
     steps: int = Field(250, ge=1, le=10_000_000, description="training batches")
     batch_size: int = Field(32, ge=1, le=4096)
-    shuffle_buffer: int = Field(1000, ge=0, le=1_000_000, description="samples; 0 keeps shard order")
-    seed: int = Field(0, ge=0, description="weights init and data order")
-    threads: int = Field(2, ge=1, le=256, description="CPU threads for torch")
-    precision: Precision = "auto"
     val_every: int = Field(125, ge=1, description="batches between validation passes")
     checkpoint_every: int = Field(125, ge=1, description="batches between checkpoints")
     loss: LDMLoss = LDMLoss()  # type: ignore[valid-type]
