@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import time
 from pathlib import Path
 
@@ -30,8 +29,8 @@ from ldm.autoencoder import build_autoencoder, load_autoencoder
 from ldm.data.latents import collate, latent_dataset
 from ldm.data.loader import image_dataset, shard_urls
 from ldm.diffusion import diffusion_loss
-from ldm.latents import encode_latents
-from ldm.unet import build_ldm
+from ldm.latent_diffusion import build_ldm
+from ldm.latents import encode_latents, read_stats
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,8 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # as the training stage does on the CPU
-    stats = json.loads((args.latents / "stats.json").read_text())
-    scale = float(stats["scale_factor"])
+    scale = read_stats(args.latents).scale_factor
     if (args.autoencoder / "model.safetensors").is_file():
         autoencoder, _ = load_autoencoder(args.autoencoder)
         which = str(args.autoencoder)
@@ -85,7 +83,7 @@ def main() -> None:
     def cached():
         pipeline = latent_dataset(shard_urls(args.latents, "train"), scale_factor=scale, split_by_node=False).repeat()
         for batch in pipeline.compose(wds.batched(args.batch_size, collation_fn=collate, partial=False)):
-            yield batch["z"], batch["cls"]
+            yield batch["z"], batch["label"]
 
     def on_the_fly():
         pipeline = image_dataset(shard_urls(args.images, "train"), split_by_node=False).repeat()

@@ -10,7 +10,7 @@ middle block, 32 channels per head, GroupNorm 16), both schedules the paper's
 eta 0 on the reference's uniform spacing (diffusers: `leading`, offset 1), from
 the same x_T. In one run it prints samples per second of
 
-- ours:      ldm.unet UNet + ldm.diffusion.sample_ddim
+- ours:      ldm.latent_diffusion.unet UNet + ldm.diffusion.sample_ddim
 - diffusers: UNet2DModel + DDIMScheduler
 - mixed:     our UNet stepped by DDIMScheduler (isolates the sampler's overhead)
 
@@ -27,7 +27,7 @@ import time
 import torch
 
 from ldm.diffusion import sample_ddim
-from ldm.unet import build_ldm
+from ldm.latent_diffusion import build_ldm
 
 
 def _diffusers_unet():

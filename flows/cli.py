@@ -9,7 +9,9 @@
     ldm sample --models models -n 16 --class 3 -o DIR;  ldm upscale --models models IMAGE -o OUT.png
 
 Stages run through DVC (`dvc repro`), or alone as `python -m stages.<name>`.
-A user error prints one line and exits with code 2, never a traceback.
+A user error prints `error: ...` and exits with code 2; a bug keeps its traceback.
+Nothing heavy is imported to build the parser: torch, Lightning and Prefect load
+inside the command that needs them, so `ldm --help` answers at once.
 """
 
 from __future__ import annotations
@@ -19,29 +21,25 @@ import json
 import logging
 import sys
 
+from flows.cli_flows import add_flow_commands
+from flows.cli_models import add_model_commands
+from flows.cli_release import add_release_commands
+from stages.cli import guard, setup_logging
+
 
 def _params_check(args: argparse.Namespace) -> int:
-    from stages.params import ParamsError, load_params
+    from stages.params import load_params
 
-    try:
-        params = load_params(args.params)
-    except ParamsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    params = load_params(args.params)
     sections = ", ".join(type(params).model_fields)
     print(f"{args.params}: valid ({sections})")
     return 0
 
 
 def _params_show(args: argparse.Namespace) -> int:
-    from stages.params import ParamsError, load_params
+    from stages.params import load_params
 
-    try:
-        params = load_params(args.params)
-    except ParamsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(params.model_dump(mode="json"), indent=2))
+    print(json.dumps(load_params(args.params).model_dump(mode="json"), indent=2))
     return 0
 
 
@@ -61,53 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (check, show):
         sub.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
 
-    from flows.cli_flows import add_flow_commands
-    from flows.cli_release import add_release_commands
-
     add_release_commands(commands)
     add_flow_commands(commands)
-    _add_model_commands(commands)
+    add_model_commands(commands)
     return parser
-
-
-def _add_model_commands(commands: argparse._SubParsersAction) -> None:
-    """`ldm sample` and `ldm upscale`, defined by the stage module that owns the model code."""
-    from stages.sample import add_commands, run_command
-
-    add_commands(commands)
-    for name in ("sample", "upscale"):
-        handler = commands.choices[name].get_default("handler")
-        commands.choices[name].set_defaults(handler=lambda args, h=handler: run_command(_with(args, h)))
-
-
-def _with(args: argparse.Namespace, handler) -> argparse.Namespace:
-    args.handler = handler
-    return args
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Errors that mean the input, the config or the store is wrong: one line, exit 2."""
-    from flows.dvc import CommandFailed
-    from ldm.storage import StoreError
-    from stages.params import ParamsError
-
-    return StoreError, ParamsError, CommandFailed, ValueError, OSError
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `ldm` console script."""
     args = build_parser().parse_args(argv)
     if args.command != "params":
-        from stages.lineage import setup_logging
-
         setup_logging()
         for noisy in ("botocore", "boto3", "s3transfer", "urllib3"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        return args.handler(args)
-    except _user_errors() as exc:
-        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
-        return 2
+    return guard(lambda: args.handler(args))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from flows.config import git_revision, load_config, release_store, store_url
+from ldm.errors import InputNotFound, InvalidInput
 
 STORE_HELP = "release store: s3://BUCKET[/PREFIX], file:///PATH or a folder (default: $LDM_STORE, else storage.releases in params.yaml)"
 
@@ -17,17 +18,17 @@ def _publish(args: argparse.Namespace) -> int:
     config = load_config(args.params)
     model = Path(args.model_dir)
     if not model.is_dir():
-        raise ValueError(f"{model}: no such model folder")
+        raise InputNotFound(f"{model}: no such model folder")
     bundle: dict[str, Path] = {"": model}
     metrics: dict[str, float] = {}
     for file in map(Path, args.metrics):
         if not file.is_file():
-            raise ValueError(f"--metrics {file}: no such file")
+            raise InputNotFound(f"--metrics {file}: no such file")
         bundle[f"metrics/{file.name}"] = file
         try:
             report = json.loads(file.read_text())
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"--metrics {file}: not JSON ({exc})") from None
+            raise InvalidInput(f"--metrics {file}: not JSON ({exc})") from None
         metrics.update({f"metrics/{file.name}:{key}": value for key, value in flatten_metrics(report).items()})
     store = release_store(config, args.store)
     release, new = store.publish(bundle, args.name, args.alias, params=config.params, metrics=metrics or None,

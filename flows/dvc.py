@@ -18,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from ldm.errors import InvalidInput, UserError
 from ldm.storage import S3Settings, flatten_metrics
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ _NODE = re.compile(r'^"(?P<name>[^"]+)";$')
 _EDGE = re.compile(r'^"(?P<src>[^"]+)" -> "(?P<dst>[^"]+)";$')
 
 
-class CommandFailed(RuntimeError):
+class CommandFailed(UserError, RuntimeError):
     """A command exited non-zero or ran out of time; `transient` says whether a retry may help."""
 
     def __init__(self, message: str, transient: bool) -> None:
@@ -150,7 +151,7 @@ def topological(nodes: list[str], edges: list[tuple[str, str]]) -> list[str]:
     while waiting:
         ready = [node for node in nodes if node in waiting and not waiting[node]]
         if not ready:
-            raise ValueError(f"dvc.yaml has a dependency cycle among {sorted(waiting)}")
+            raise InvalidInput(f"dvc.yaml has a dependency cycle among {sorted(waiting)}")
         order.append(ready[0])
         del waiting[ready[0]]
         for sources in waiting.values():

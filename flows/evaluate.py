@@ -1,16 +1,20 @@
 """The `ldm-evaluate-release` flow: pull a release by version or alias, evaluate it, compare.
 
-The evaluation is a command (by default the `evaluate` stage's module) run on the
-pulled folder; its JSON report is set against the metrics the release was
-published with, in a Prefect table.
+The evaluation is a command run on the pulled folder: by default the `evaluate`
+stage's own `cmd` from the workspace's dvc.yaml, with its models, report and
+grids pointed at the release (the data paths stay as dvc.yaml writes them). Its
+JSON report is set against the metrics the release was published with, in a
+Prefect table.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
+import yaml
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -19,12 +23,25 @@ from flows import dvc
 from flows.config import load_config, release_store
 from flows.pipeline import transient_only
 from flows.report import metrics_rows
+from ldm.errors import InvalidInput
 from ldm.storage import flatten_metrics
 
 # Placeholders: {release} the pulled folder, {metrics} the report to write, {params} params.yaml, {workdir}.
 # Grids go beside the pulled release, never over the workspace's reports/.
-EVALUATE_COMMAND = ["python", "-m", "stages.evaluate", "--params", "{params}", "--models", "{release}/models",
-                    "--metrics", "{metrics}", "--grids", "{release}/evaluation"]
+RELEASE_OPTIONS = {"--params": "{params}", "--models": "{release}/models", "--metrics": "{metrics}",
+                   "--grids": "{release}/evaluation"}
+
+
+def evaluate_command(workdir: Path, stage: str = "evaluate") -> list[str]:
+    """dvc.yaml's `cmd` of the evaluate stage with RELEASE_OPTIONS' values put in (placeholders left to fill)."""
+    dvc_yaml = workdir / "dvc.yaml"
+    stages = yaml.safe_load(dvc_yaml.read_text())["stages"] if dvc_yaml.is_file() else {}
+    if stage not in stages:
+        raise InvalidInput(f"{dvc_yaml} has no {stage!r} stage; pass `command` (placeholders {{release}} {{metrics}} {{params}})")
+    args = shlex.split(stages[stage]["cmd"])
+    for i, arg in enumerate(args[:-1]):
+        args[i + 1] = RELEASE_OPTIONS.get(arg, args[i + 1])
+    return args
 
 
 @task(name="pull-release", retry_condition_fn=transient_only, retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
@@ -50,16 +67,15 @@ def evaluate_release(name: str = "ldm", version: int | None = None, alias: str |
                      command: list[str] | None = None, timeout_s: float = 86400.0) -> dict[str, Any]:
     """Pull release `name` (a version, an alias, or the latest), evaluate it, report against its published metrics."""
     root = Path(workdir).resolve()
-    if command is None and not (root / "stages" / "evaluate.py").is_file():
-        raise ValueError(f"{root} has no stages/evaluate.py yet; pass `command` (placeholders {{release}} {{metrics}} {{params}})")
+    command = command or evaluate_command(root)
     label = f"v{version}" if version is not None else alias or "latest"
     target = Path(dest) if dest else root / ".cache" / "releases" / f"{name}-{label}"
     manifest = pull_release(str(root), params_file, store, name, version, alias, str(target))
     out = target.parent / f"{target.name}-evaluation.json"
     values = {"release": str(target), "metrics": str(out), "params": str(root / params_file), "workdir": str(root)}
-    run_evaluation(str(root), [_fill(part, values) for part in (command or EVALUATE_COMMAND)], timeout_s)
+    run_evaluation(str(root), [_fill(part, values) for part in command], timeout_s)
     if not out.is_file():
-        raise FileNotFoundError(f"the evaluation command wrote no report at {out} (the {{metrics}} placeholder)")
+        raise InvalidInput(f"the evaluation command wrote no report at {out} (the {{metrics}} placeholder)")
     current = flatten_metrics(json.loads(out.read_text()))
     create_table_artifact(metrics_rows(current, _published(manifest, current), f"published with v{manifest['version']}"),
                           key="ldm-evaluate-release", description=f"{name} v{manifest['version']} re-evaluated")

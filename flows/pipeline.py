@@ -21,10 +21,15 @@ from prefect.client.schemas.objects import State, TaskRun
 from flows import dvc
 from flows.config import git_revision, load_config, release_store
 from flows.report import metrics_rows, summary_markdown
+from ldm.errors import InvalidInput, UserError
 from ldm.storage import ReleaseNotFound, StoreError
 from ldm.storage.s3 import StoreUnavailable
 
 LOCK = Path(".dvc") / "tmp" / "ldm-pipeline.lock"
+
+
+class WorkspaceBusy(UserError, RuntimeError):
+    """Another pipeline run holds the workspace."""
 
 
 def transient_only(task: Any, task_run: TaskRun, state: State) -> bool:
@@ -44,14 +49,14 @@ def transient_only(task: Any, task_run: TaskRun, state: State) -> bool:
 def workspace_lock(workdir: Path, timeout_s: float) -> Iterator[None]:
     """Hold the workspace for one run; a second run waits `timeout_s`, then fails saying why."""
     if not (workdir / ".dvc").is_dir():
-        raise ValueError(f"{workdir} is not a DVC repository (no .dvc folder); run `dvc init` there or pass workdir")
+        raise InvalidInput(f"{workdir} is not a DVC repository (no .dvc folder); run `dvc init` there or pass workdir")
     path = workdir / LOCK
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with FileLock(path, timeout=timeout_s):
             yield
     except Timeout:
-        raise RuntimeError(f"another pipeline run holds {path}; wait for it, or raise orchestrate.lock_timeout_s") from None
+        raise WorkspaceBusy(f"another pipeline run holds {path}; wait for it, or raise orchestrate.lock_timeout_s") from None
 
 
 @task(name="dvc-repro", task_run_name="repro {stage}", retry_condition_fn=transient_only, cache_policy=NO_CACHE)

@@ -1,25 +1,19 @@
 """Stage `cache_latents`: image (and pair) shards -> latent shards + the measured scale factor (App. F, C.1).
 
-    python -m stages.cache_latents --params params.yaml --images data/images --pairs data/pairs \
-        --model models/autoencoder --out data/latents --report reports/cache_latents.json
-
 Every shard goes through the trained encoder once, in Lightning's predict loop:
 on every available device, shards split by rank, one output shard per input
-shard, so the bytes do not depend on the number of devices. `data/latents/`
-holds `{train,val}-NNNNNN.tar` (a sample `KEY`: `latent.npy` [C x h x w] unscaled,
-`cls`, `txt`, `json`), `pairs/{train,val}-NNNNNN.tar` (the HR latent with its
-`lr.png`) and `stats.json`: the paper's first-batch estimate of the latent std,
-the dataset-level one (streaming, overall and per channel), the chosen
-`scale_factor`, and the autoencoder's hash. The folder appears only when
-complete.
+shard, so the bytes do not depend on the number of devices. The output folder
+holds `{train,val}-NNNNNN.tar` (`LatentSample`s: the latent [C x h x w]
+unscaled, class, caption, metadata), `pairs/{train,val}-NNNNNN.tar` (the HR
+latent with its LR image) and `stats.json` (`LatentStats`): the paper's
+first-batch estimate of the latent std, the dataset-level one (streaming,
+overall and per channel), the chosen `scale_factor`, and the autoencoder's
+hash. The folder appears only when complete.
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import io
-import json
+import dataclasses
 import logging
 import os
 import shutil
@@ -31,32 +25,33 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-import webdataset as wds
 from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ldm.autoencoder import Autoencoder, load_autoencoder
-from ldm.data.images import decode_image
+from ldm.autoencoder.checkpoint import autoencoder_sha256, load_autoencoder
+from ldm.autoencoder.model import Autoencoder
 from ldm.data.loader import to_tensor
-from ldm.data.shards import encode_json, read_shards, sha256_file
-from ldm.latents import encode_latents
-from stages.latent_stats import latent_stats
-from stages.lineage import lineage, run_cli, write_json
-from stages.params import Params, ParamsError, load_params
+from ldm.data.schema import KEY, Field, ImageSample, LatentSample, PairSample, RawSample, image_of
+from ldm.data.shards import read_shards, sha256_file, write_shard
+from ldm.errors import InputNotFound, InvalidInput
+from ldm.latents.encode import encode_latents
+from ldm.latents.stats import PAIRS, measure_latent_stats, write_stats
+from ldm.reports import write_json
+from stages.cli import arg, stage_main
+from stages.params import Params, lineage
 
 log = logging.getLogger("stages.cache_latents")
-CARRIED = ("cls", "txt", "lr.png")  # fields copied from the source sample as they are
 
 
 @dataclass(frozen=True)
 class Paths:
     """The stage's inputs and outputs, as dvc.yaml names them."""
 
-    images: Path
-    pairs: Path | None
-    model: Path
-    out: Path
-    report: Path
+    images: Path = arg("folder of {train,val}-NNNNNN.tar image shards")
+    pairs: Path = arg("folder of the degrade stage's pair shards (read when cache_latents.pairs is true)")
+    model: Path = arg("the trained autoencoder folder")
+    out: Path = arg("output latent cache folder (shards + stats.json)")
+    report: Path = arg("output JSON: the scale factor and the statistics behind it")
 
 
 @dataclass(frozen=True)
@@ -65,15 +60,10 @@ class Job:
 
     source: str
     name: str  # "train-000000.tar" or "pairs/train-000000.tar"
-    image_field: str  # "png" for image shards, "hr.png" for pairs
-
-
-class StageError(RuntimeError):
-    """A user-facing failure: the message names the shard (and key) and what to do."""
 
 
 class ShardJobs(Dataset):
-    """Each item is one whole decoded shard: keys, images [N x 3 x H x W] in [-1, 1], carried fields."""
+    """Each item is one whole decoded shard: its raw samples and images [N x 3 x H x W] in [-1, 1]."""
 
     def __init__(self, jobs: list[Job]):
         self.jobs = jobs
@@ -83,21 +73,17 @@ class ShardJobs(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         job = self.jobs[index]
-        keys, images, carried, key = [], [], [], "(before the first sample)"
+        raws, images, key = [], [], "(before the first sample)"
         try:
-            for sample in read_shards([job.source]):
-                key = sample["__key__"]
-                if job.image_field not in sample:
-                    raise ValueError(f"has no {job.image_field!r} field")
-                image, _ = decode_image(sample[job.image_field])
-                keys.append(key)
-                images.append(to_tensor(image))
-                carried.append({name: sample[name] for name in (*CARRIED, "json") if name in sample})
+            for raw in read_shards([job.source]):
+                key = raw[KEY]
+                images.append(to_tensor(image_of(raw)))
+                raws.append(raw)
         except Exception as exc:  # noqa: BLE001 - tar and image errors alike name the shard and key
-            raise StageError(f"{job.source}: sample {key}: {exc}; re-run the stage that wrote it") from None
-        if not keys:
-            raise StageError(f"{job.source}: holds no samples; re-run the stage that wrote it")
-        return {"name": job.name, "keys": keys, "x": torch.stack(images), "carried": carried}
+            raise InvalidInput(f"{job.source}: sample {key}: {exc}; re-run the stage that wrote it") from None
+        if not raws:
+            raise InvalidInput(f"{job.source}: holds no samples; re-run the stage that wrote it")
+        return {"name": job.name, "raws": raws, "x": torch.stack(images)}
 
 
 class CacheModule(pl.LightningModule):
@@ -114,69 +100,53 @@ class CacheModule(pl.LightningModule):
         return DataLoader(Subset(ShardJobs(self.jobs), mine), batch_size=None, num_workers=0)
 
     def predict_step(self, shard: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        x, keys = shard["x"].to(self.device), shard["keys"]
+        x, keys = shard["x"].to(self.device), [raw[KEY] for raw in shard["raws"]]
         z = torch.cat([
             encode_latents(self.autoencoder, x[i : i + self.batch_size], keys[i : i + self.batch_size],
                            posterior=self.posterior, seed=self.seed)  # type: ignore[arg-type]
             for i in range(0, len(keys), self.batch_size)
         ])  # (N, D, h, w)
-        return {**shard, "z": z.cpu().numpy(), "x": None}
+        return {"name": shard["name"], "raws": shard["raws"], "z": z.cpu().numpy()}
+
+
+def latent_sample(raw: RawSample, z: np.ndarray, autoencoder_hash: str) -> LatentSample:
+    """The latent of an image or pair sample, with its class, caption, LR image and metadata carried over."""
+    source = PairSample.decode(raw) if Field.HR in raw else ImageSample.decode(raw)
+    return LatentSample(key=source.key, latent=z, label=source.label, caption=source.caption,
+                        meta={**source.meta, "autoencoder_sha256": autoencoder_hash},
+                        lr=source.lr if isinstance(source, PairSample) else None)
 
 
 class ShardWriter(BasePredictionWriter):
-    """Writes each encoded shard as a deterministic tar, atomically (a temp file moved into place)."""
+    """Writes each encoded shard through the one shard writer (deterministic, atomic)."""
 
-    def __init__(self, staging: Path, dtype: str, autoencoder_sha256: str):
+    def __init__(self, staging: Path, dtype: str, autoencoder_hash: str):
         super().__init__(write_interval="batch")
-        self.staging, self.dtype, self.autoencoder_sha256 = staging, np.dtype(dtype), autoencoder_sha256
+        self.staging, self.dtype, self.autoencoder_hash = staging, np.dtype(dtype), autoencoder_hash
 
     def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any, *_: Any) -> None:
         path = self.staging / prediction["name"]
         path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.partial")
-        with open(temp, "wb") as stream:
-            writer = wds.TarWriter(stream, user="ldm", group="ldm", mode=0o644, mtime=0.0, encoder=False)
-            for key, z, carried in zip(prediction["keys"], prediction["z"], prediction["carried"]):
-                writer.write({"__key__": key, "latent.npy": _npy(z.astype(self.dtype)), **_carry(carried, self.autoencoder_sha256)})
-            writer.close()
-        os.replace(temp, path)
-
-
-def _npy(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
-
-
-def _carry(carried: dict[str, Any], autoencoder_sha256: str) -> dict[str, bytes]:
-    """cls/txt/lr.png as they were; the json gains the autoencoder hash."""
-    out = {name: value for name, value in carried.items() if name != "json"}
-    meta = json.loads(carried["json"]) if "json" in carried else {}
-    out["json"] = encode_json({**meta, "autoencoder_sha256": autoencoder_sha256})
-    return out
+        write_shard(path, (latent_sample(raw, z.astype(self.dtype), self.autoencoder_hash)
+                           for raw, z in zip(prediction["raws"], prediction["z"])))
 
 
 def _jobs(paths: Paths, params: Params) -> list[Job]:
-    jobs = [Job(str(p), p.name, "png") for p in sorted(paths.images.glob("*.tar"))]
+    jobs = [Job(str(p), p.name) for p in sorted(paths.images.glob("*.tar"))]
     if not jobs:
-        raise FileNotFoundError(f"{paths.images}: no image shards; run the download stage first (dvc repro download)")
+        raise InputNotFound(f"{paths.images}: no image shards; run the download stage first (dvc repro download)")
     if params.cache_latents.pairs:
-        if paths.pairs is None or not any(paths.pairs.glob("*.tar")):
-            raise FileNotFoundError(f"{paths.pairs}: no pair shards; run `dvc repro degrade` or set cache_latents.pairs: false")
-        jobs += [Job(str(p), f"pairs/{p.name}", "hr.png") for p in sorted(paths.pairs.glob("*.tar"))]
+        if not any(paths.pairs.glob("*.tar")):
+            raise InputNotFound(f"{paths.pairs}: no pair shards; run `dvc repro degrade` or set cache_latents.pairs: false")
+        jobs += [Job(str(p), f"{PAIRS}/{p.name}") for p in sorted(paths.pairs.glob("*.tar"))]
     return jobs
 
 
-def autoencoder_sha256(folder: Path) -> str:
-    """One hash for a trained autoencoder: its weights and its config."""
-    return hashlib.sha256("".join(sha256_file(folder / name) for name in ("model.safetensors", "config.json")).encode()).hexdigest()
-
-
 def run(params: Params, paths: Paths) -> dict | None:
-    """Encode, measure, write; the stats on rank 0 (None on the other ranks)."""
+    """Encode, measure, write; stats.json's content on rank 0 (None on the other ranks)."""
     p = params.cache_latents
     torch.set_num_threads(p.threads)
-    model, ae_config = load_autoencoder(paths.model)
+    model, card = load_autoencoder(paths.model)
     ae_hash = autoencoder_sha256(paths.model)
     jobs = _jobs(paths, params)
     staging = paths.out.with_name(f".{paths.out.name}.partial")
@@ -191,37 +161,24 @@ def run(params: Params, paths: Paths) -> dict | None:
     trainer.strategy.barrier("cache_latents")
     if trainer.global_rank != 0:
         return None
-    stats = latent_stats(staging, kind=model.config.kind, params=p)
-    stats.update(autoencoder_sha256=ae_hash, autoencoder_preset=ae_config.get("preset"), posterior=p.posterior,
-                 dtype=p.dtype, shards={job.name: sha256_file(staging / job.name) for job in jobs},
-                 lineage=lineage({"cache_latents": p}, {"autoencoder": ae_hash, **{job.name: sha256_file(job.source) for job in jobs}}))
-    write_json(staging / "stats.json", stats)
+    measured = measure_latent_stats(staging, kind=model.config.kind, batch_size=p.batch_size, rule=p.scale_rule,
+                                    fixed=p.scale_value, std_tolerance=p.std_tolerance)
+    stats = dataclasses.replace(
+        measured, autoencoder_sha256=ae_hash, autoencoder_preset=card.preset, posterior=p.posterior, dtype=p.dtype,
+        shards={job.name: sha256_file(staging / job.name) for job in jobs},
+        lineage=lineage({"cache_latents": p}, {"autoencoder": ae_hash, **{job.name: sha256_file(job.source) for job in jobs}}))
+    write_stats(staging, stats)
     shutil.rmtree(paths.out, ignore_errors=True)
     os.replace(staging, paths.out)
-    report = {key: stats[key] for key in ("counts", "scale_factor", "scale_rule", "first_batch", "dataset", "scaled_std",
-                                          "first_batch_vs_dataset", "warnings", "autoencoder_sha256", "lineage")}
-    write_json(paths.report, report)
-    for warning in stats["warnings"]:
+    write_json(paths.report, stats.report())
+    for warning in stats.warnings:
         log.warning("%s", warning)
     log.info("cached %d latents; scale_factor %.5f (dataset std %.5f, first batch std %.5f); scaled std %.4f",
-             sum(stats["counts"].values()), stats["scale_factor"], stats["dataset"]["std"], stats["first_batch"]["std"],
-             stats["scaled_std"])
-    return stats
+             sum(stats.counts.values()), stats.scale_factor, stats.dataset.std, stats.first_batch.std, stats.scaled_std)
+    return stats.to_dict()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point: one-line errors for bad params or inputs, no traceback."""
-    parser = argparse.ArgumentParser(prog="python -m stages.cache_latents", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
-    parser.add_argument("--images", default="data/images", type=Path, help="image shard folder (default: %(default)s)")
-    parser.add_argument("--pairs", default="data/pairs", type=Path, help="pair shard folder (default: %(default)s)")
-    parser.add_argument("--model", default="models/autoencoder", type=Path, help="trained autoencoder (default: %(default)s)")
-    parser.add_argument("--out", default="data/latents", type=Path, help="latent cache folder (default: %(default)s)")
-    parser.add_argument("--report", default="reports/cache_latents.json", type=Path, help="metrics (default: %(default)s)")
-    args = parser.parse_args(argv)
-    return run_cli(lambda: run(load_params(args.params), Paths(args.images, args.pairs, args.model, args.out, args.report)),
-                   (ParamsError, StageError, FileNotFoundError, ValueError), log)
+main = stage_main(run, Paths, __doc__)
 
 
 if __name__ == "__main__":

@@ -1,24 +1,19 @@
 """Stage `degrade`: image shards -> LR/HR pair shards for super-resolution (Sec. C.7.1).
 
-    python -m stages.degrade --params params.yaml --images data/images --out data/pairs \
-        --report reports/degrade.json --grid reports/degrade.png
-
 Each image is degraded `degrade.degradations_per_image` times with the chosen
 variant (`bsr`, the paper's moderated `bsr_light`, or `bicubic`). The seed of a
 degradation is a hash of the global seed, the sample key and the repeat index,
 so the output does not depend on the number of workers or on shard order.
-A sample `KEY_dN` holds `hr.png`, `lr.png`, `json` (the degradation record and
-the source sample's metadata), and the source's `cls` and `txt`.
+A pair `KEY_dN` holds the HR and LR images, the degradation record with the
+source sample's metadata, and the source's class and caption (`PairSample`).
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
 import logging
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
@@ -26,16 +21,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import webdataset as wds
 from PIL import Image
-from torchvision.utils import make_grid
 from tqdm import tqdm
 
-from ldm.data.images import decode_image, encode_png
-from ldm.data.shards import AtomicFolder, encode_json, sha256_file
+from ldm.data.grids import save_grid
+from ldm.data.schema import ImageSample, PairSample
+from ldm.data.shards import AtomicFolder, read_shards, sha256_file, write_shard
 from ldm.degradation import MIN_LR_SIDE, DegradationError, degrade
-from stages.lineage import lineage, run_cli, write_json
-from stages.params import Params, ParamsError, load_params
+from ldm.errors import InputNotFound
+from ldm.metrics.quality import psnr
+from ldm.reports import write_json
+from ldm.seeding import key_seed
+from stages.cli import arg, stage_main
+from stages.params import Params, lineage
 
 log = logging.getLogger("stages.degrade")
 
@@ -44,22 +42,21 @@ log = logging.getLogger("stages.degrade")
 class Paths:
     """The stage's input shard folder and its outputs."""
 
-    images: Path
-    out: Path
-    report: Path
-    grid: Path
+    images: Path = arg("folder of {train,val}-NNNNNN.tar image shards")
+    out: Path = arg("output folder of pair shards")
+    report: Path = arg("output JSON: operations drawn, PSNR of bicubic-up LR, lineage")
+    grid: Path = arg("output PNG: HR | bicubic-upsampled LR pairs")
 
 
 def sample_seed(seed: int, key: str, repeat: int) -> int:
     """The seed of one degradation: a hash of (global seed, sample key, repeat index)."""
-    digest = hashlib.sha256(f"{seed}:{key}:{repeat}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
+    return key_seed(seed, f"{key}:{repeat}")
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two uint8 images, capped at 100 dB (equal images, e.g. a flat black sky)."""
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return min(100.0, float(10 * np.log10(255.0**2 / max(mse, 1e-12))))
+def psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two [H x W x 3] uint8 images (capped, see ldm.metrics.quality)."""
+    as_batch = lambda x: torch.from_numpy(x).permute(2, 0, 1)[None]  # noqa: E731 - (1, 3, H, W)
+    return float(psnr(as_batch(a), as_batch(b), data_range=255.0)[0])
 
 
 def bicubic_up(lr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -67,38 +64,27 @@ def bicubic_up(lr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(lr).resize((size[1], size[0]), Image.Resampling.BICUBIC))
 
 
+def _pairs(source: str, cfg: dict, stats: dict) -> Iterator[PairSample]:
+    """Every pair of one image shard, tallying the degradations drawn into `stats`."""
+    for raw in read_shards([source]):
+        sample = ImageSample.decode(raw)
+        meta = {"source_key": sample.key, **sample.meta}
+        for repeat in range(cfg["repeats"]):
+            lr, record = degrade(sample.image, scale=cfg["scale"], variant=cfg["variant"],
+                                 seed=sample_seed(cfg["seed"], sample.key, repeat))
+            hr = _crop_like(sample.image, lr, cfg["scale"])
+            _tally(stats, record)
+            stats["psnr"].append(psnr_uint8(bicubic_up(lr, hr.shape[:2]), hr))
+            yield PairSample(key=f"{sample.key}_d{repeat}", hr=hr, lr=lr, label=sample.label, caption=sample.caption,
+                             meta={**meta, "degradation": record})
+
+
 def _shard_job(job: tuple[str, str, dict]) -> dict:
     """Degrade every sample of one shard into `out`; return its statistics."""
     source, out, cfg = job
-    stats: dict = {"ops": Counter(), "blur_ksize": Counter(), "jpeg_quality": Counter(), "noise": [], "psnr": [], "samples": 0}
-    with open(out, "wb") as stream:
-        writer = wds.TarWriter(stream, user="ldm", group="ldm", mode=0o644, mtime=0.0, encoder=False)
-        for sample in wds.WebDataset(source, shardshuffle=False, empty_check=False):
-            key = sample["__key__"]
-            hr, _ = decode_image(sample["png"])
-            meta = {"source_key": key, **_json(sample)}
-            for repeat in range(cfg["repeats"]):
-                seed = sample_seed(cfg["seed"], key, repeat)
-                lr, record = degrade(hr, scale=cfg["scale"], variant=cfg["variant"], seed=seed)
-                hr_used = _crop_like(hr, lr, cfg["scale"])
-                writer.write({
-                    "__key__": f"{key}_d{repeat}",
-                    "hr.png": encode_png(hr_used),
-                    "lr.png": encode_png(lr),
-                    "json": encode_json({**meta, "degradation": record}),
-                    "cls": sample["cls"],
-                    "txt": sample["txt"],
-                })
-                _tally(stats, record)
-                stats["psnr"].append(psnr(bicubic_up(lr, hr_used.shape[:2]), hr_used))
-                stats["samples"] += 1
-        writer.close()
-    stats["sha256"] = sha256_file(out)
-    return stats
-
-
-def _json(sample: dict) -> dict:
-    return json.loads(sample["json"]) if "json" in sample else {}
+    stats: dict = {"ops": Counter(), "blur_ksize": Counter(), "jpeg_quality": Counter(), "noise": [], "psnr": []}
+    info = write_shard(out, _pairs(source, cfg, stats))
+    return {**stats, "samples": info.samples, "sha256": info.sha256}
 
 
 def _crop_like(hr: np.ndarray, lr: np.ndarray, scale: int) -> np.ndarray:
@@ -130,17 +116,12 @@ def _grid(pairs: Path, count: int, total: int, path: Path) -> None:
     """A PNG of `count` val pairs spread over the split, each HR | bicubic-upsampled LR."""
     tiles = []
     step = max(1, total // count)
-    samples = wds.WebDataset(sorted(str(p) for p in pairs.glob("val-*.tar")), shardshuffle=False, empty_check=False)
-    for sample in islice(samples, 0, None, step):
-        hr, _ = decode_image(sample["hr.png"])
-        lr, _ = decode_image(sample["lr.png"])
-        tiles += [hr, bicubic_up(lr, hr.shape[:2])]
+    for raw in islice(read_shards(sorted(pairs.glob("val-*.tar"))), 0, None, step):
+        pair = PairSample.decode(raw)
+        tiles += [pair.hr, bicubic_up(pair.lr, pair.hr.shape[:2])]
         if len(tiles) >= 2 * count:
             break
-    batch = torch.from_numpy(np.stack(tiles)).permute(0, 3, 1, 2)  # (2N, 3, H, W)
-    grid = make_grid(batch, nrow=8, padding=2, pad_value=255)  # (3, H', W')
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid.permute(1, 2, 0).numpy()).save(path)
+    save_grid(torch.from_numpy(np.stack(tiles)).permute(0, 3, 1, 2), path, nrow=8)  # (2N, 3, H, W)
 
 
 def run(params: Params, paths: Paths) -> dict:
@@ -151,7 +132,7 @@ def run(params: Params, paths: Paths) -> dict:
                                f"(LR side >= {MIN_LR_SIDE}); data.resolution is {params.data.resolution}")
     sources = sorted(paths.images.glob("*.tar"))
     if not sources:
-        raise FileNotFoundError(f"{paths.images}: no image shards; run the download stage first (dvc repro download)")
+        raise InputNotFound(f"{paths.images}: no image shards; run the download stage first (dvc repro download)")
     job_cfg = {"seed": cfg.seed, "scale": cfg.scale, "variant": cfg.variant, "repeats": cfg.degradations_per_image}
     merged: dict = {"ops": Counter(), "blur_ksize": Counter(), "jpeg_quality": Counter(), "noise": [], "psnr": []}
     shards, counts = {}, Counter()
@@ -185,17 +166,7 @@ def run(params: Params, paths: Paths) -> dict:
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; user errors end with one line and exit code 2."""
-    parser = argparse.ArgumentParser(prog="python -m stages.degrade", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
-    parser.add_argument("--images", default="data/images", type=Path, help="image shard folder (default: %(default)s)")
-    parser.add_argument("--out", default="data/pairs", type=Path, help="pair shard folder (default: %(default)s)")
-    parser.add_argument("--report", default="reports/degrade.json", type=Path, help="report (default: %(default)s)")
-    parser.add_argument("--grid", default="reports/degrade.png", type=Path, help="HR | LR grid PNG (default: %(default)s)")
-    args = parser.parse_args(argv)
-    paths = Paths(args.images, args.out, args.report, args.grid)
-    return run_cli(lambda: run(load_params(args.params), paths), (ParamsError, DegradationError, FileNotFoundError), log)
+main = stage_main(run, Paths, __doc__)
 
 
 if __name__ == "__main__":

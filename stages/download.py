@@ -1,18 +1,16 @@
-"""Stage `download`: a dataset source -> webdataset image shards + reports/download.json.
-
-    python -m stages.download --params params.yaml --out data/images \
-        --report reports/download.json --cache data/cache/download
+"""Stage `download`: a dataset source -> webdataset image shards + a report.
 
 Sources (params `download.source`): `embedded` photographs cut into multi-scale
 crops, an image `folder`, or a `manifest` of URLs with sha256. Folder and
 manifest images are centre-cropped to a square and area-resized to
 `data.resolution`. Bad inputs are converted or skipped with their reason
-(`download.on_bad_input: fail` makes the first one fatal).
+(`download.on_bad_input: fail` makes the first one fatal). Every sample key
+names its split: `<class>_<split>_<n>` for the embedded photographs,
+`<split>_<hash of the input path>` for a folder or manifest.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import sys
@@ -25,18 +23,21 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ldm.data.embedded import PHOTOS, embedded_samples, load_photo
-from ldm.data.fetch import ChecksumMismatch, FetchFailed, fetch_all, read_manifest
+from ldm.data.fetch import FetchFailed, fetch_all, read_manifest
 from ldm.data.folder import UNLABELLED, DataError, Item, default_caption, sample_key, scan_folder, split_of
-from ldm.data.images import BadImage, center_square, crop_resize, decode_image, encode_png
-from ldm.data.shards import AtomicFolder, encode_json, sha256_file, write_split
-from stages.lineage import lineage, run_cli, write_json
-from stages.params import Params, ParamsError, load_params
+from ldm.data.images import BadImage, center_square, crop_resize, decode_image
+from ldm.data.schema import ImageSample
+from ldm.data.shards import AtomicFolder, write_split
+from ldm.errors import UserError
+from ldm.reports import write_json
+from stages.cli import arg, stage_main
+from stages.params import Params, lineage
 
 log = logging.getLogger("stages.download")
 SPLITS = ("train", "val")
 
 
-class BadInputFatal(RuntimeError):
+class BadInputFatal(UserError, RuntimeError):
     """A bad input while `download.on_bad_input` is `fail`."""
 
 
@@ -44,33 +45,34 @@ class BadInputFatal(RuntimeError):
 class Paths:
     """Where the stage writes: shard folder, report, download cache."""
 
-    out: Path
-    report: Path
-    cache: Path
+    out: Path = arg("output folder of {train,val}-NNNNNN.tar image shards")
+    report: Path = arg("output JSON: counts, classes, skipped and converted inputs, lineage")
+    cache: Path = arg("download cache of a manifest source (kept across runs)")
 
 
-def _encode(key: str, sample: dict) -> dict[str, bytes | str]:
-    """A prepared sample -> webdataset fields (all bytes)."""
-    return {
-        "__key__": key,
-        "png": encode_png(sample["image"]),
-        "cls": str(sample["label"]).encode(),
-        "txt": sample["caption"].encode(),
-        "json": encode_json({"class_name": sample["class_name"], "caption": sample["caption"], **sample["meta"]}),
-    }
+def _sample(key: str, sample: dict) -> ImageSample:
+    """A prepared sample -> the typed shard sample."""
+    meta = {"class_name": sample["class_name"], "caption": sample["caption"], **sample["meta"]}
+    return ImageSample(key=key, image=sample["image"], label=sample["label"], caption=sample["caption"], meta=meta)
+
+
+def _keyed(split: str, samples: Iterator[dict]) -> Iterator[ImageSample]:
+    """Embedded crops keyed `<class>_<split>_<n>` (the split bound now, not when the stream is read)."""
+    for i, sample in enumerate(samples):
+        yield _sample(f"{sample['class_name']}_{split}_{i:05d}", sample)
 
 
 # ------------------------------------------------------------------- embedded
 
 
-def _embedded(params: Params) -> tuple[dict[str, Iterator[dict]], list[str], dict[str, str]]:
+def _embedded(params: Params) -> tuple[dict[str, Iterator[ImageSample]], list[str], dict[str, str]]:
     """Crops of the embedded photographs per split, class names, input hashes."""
     cfg = params.download.embedded
     totals = {"train": cfg.train_crops, "val": cfg.val_crops}
     streams = {}
     for split in SPLITS:
         samples = embedded_samples(split, totals[split], params.data.resolution, params.download.seed, cfg.val_fraction, cfg.max_scale)
-        streams[split] = (_encode(f"{s['class_name']}_{split}_{i:05d}", s) for i, s in enumerate(samples))
+        streams[split] = _keyed(split, samples)
     inputs = {photo.source: hashlib.sha256(load_photo(photo).tobytes()).hexdigest() for photo in PHOTOS}
     return streams, [photo.name for photo in PHOTOS], inputs
 
@@ -107,7 +109,7 @@ class _Collector:
         self.ignored: list[dict] = []
         self.converted: list[dict] = []
         self.inputs: dict[str, str] = {}
-        self.splits: dict[str, list[dict]] = {split: [] for split in SPLITS}
+        self.splits: dict[str, list[ImageSample]] = {split: [] for split in SPLITS}
 
     def skip(self, name: str, reason: str) -> None:
         if self.params.download.on_bad_input == "fail":
@@ -137,7 +139,7 @@ class _Collector:
                 sample.update(label=labels[item.class_name], class_name=item.class_name, caption=item.caption)
                 sample["meta"]["source"] = sources[name]
                 split = split_of(name, self.val_fraction, self.params.download.seed)
-                self.splits[split].append(_encode(sample_key(name), sample))
+                self.splits[split].append(_sample(f"{split}_{sample_key(name)}", sample))
 
 
 def _decode_items(params: Params, items: list[Item], sources: dict[str, str], val_fraction: float,
@@ -180,9 +182,9 @@ def _manifest(params: Params, cache: Path) -> tuple[_Collector, list[str]]:
 # ------------------------------------------------------------------------- run
 
 
-def _count(samples: Iterable[dict], counter: Counter) -> Iterator[dict]:
+def _count(samples: Iterable[ImageSample], counter: Counter) -> Iterator[ImageSample]:
     for sample in samples:
-        counter[int(sample["cls"])] += 1
+        counter[sample.label] += 1
         yield sample
 
 
@@ -227,16 +229,7 @@ def run(params: Params, paths: Paths) -> dict:
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; user errors end with one line and exit code 2, no traceback."""
-    parser = argparse.ArgumentParser(prog="python -m stages.download", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
-    parser.add_argument("--out", default="data/images", type=Path, help="shard folder (default: %(default)s)")
-    parser.add_argument("--report", default="reports/download.json", type=Path, help="report path (default: %(default)s)")
-    parser.add_argument("--cache", default="data/cache/download", type=Path, help="download cache (default: %(default)s)")
-    args = parser.parse_args(argv)
-    paths = Paths(args.out, args.report, args.cache)
-    return run_cli(lambda: run(load_params(args.params), paths), (ParamsError, DataError, BadInputFatal, ChecksumMismatch), log)
+main = stage_main(run, Paths, __doc__)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,5 @@
 """Stage `evaluate`: samples scored with torch-fidelity, super-resolution against bicubic, the autoencoder's rFID (D.3).
 
-    python -m stages.evaluate --params params.yaml --models models --images data/images \
-        --pairs data/pairs --metrics metrics/evaluate.json --grids reports/evaluate
-
 `--models` holds `autoencoder/`, `ldm/` and (optionally) `ldm_sr/`, as the
 training stages write them or `ldm pull` brings them back. Generated samples are
 scored against the `reference_split` of the image shards; the reference's
@@ -14,27 +11,30 @@ setting that changes a number is written beside it.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import torch
-from torchvision.utils import make_grid, save_image
-from tqdm import tqdm
 
-from ldm.autoencoder import MissingWeightsError, load_autoencoder
-from ldm.data.loader import image_dataset, shard_urls, to_uint8
-from ldm.metrics import ReferenceCache, features_fingerprint, fidelity_metrics
-from ldm.unet.checkpoint import LoadedLDM, load_ldm
-from ldm.unet.generate import SamplerSettings, conditions, decode_latents, generate_latents
-from stages.eval_sr import evaluate_sr
-from stages.lineage import lineage, run_cli, write_json
-from stages.params import Params, ParamsError, load_params
-from stages.training import shards_sha256
-from stages.training_params import EvaluateParams, SamplingParams
+from ldm.autoencoder.checkpoint import load_autoencoder
+from ldm.autoencoder.losses import MissingWeightsError
+from ldm.data.grids import save_grid
+from ldm.data.loader import image_dataset, shard_urls, to_tensor, to_uint8
+from ldm.data.schema import PairSample
+from ldm.data.shards import read_shards, shards_sha256
+from ldm.diffusion.config import SamplerSettings
+from ldm.errors import InvalidInput
+from ldm.latent_diffusion.checkpoint import LoadedLDM, load_ldm
+from ldm.latent_diffusion.generate import decode_latents, sample_images
+from ldm.latent_diffusion.upscale import check_sr_model, evaluate_sr
+from ldm.metrics.fidelity import ReferenceCache, features_fingerprint, fidelity_metrics
+from ldm.reports import write_json
+from stages.cli import arg, stage_main
+from stages.params import EvaluateParams, Params, lineage, to_config
 
 log = logging.getLogger("stages.evaluate")
 
@@ -43,27 +43,25 @@ log = logging.getLogger("stages.evaluate")
 class Paths:
     """The stage's inputs and outputs, as dvc.yaml names them."""
 
-    models: Path
-    images: Path
-    pairs: Path | None
-    metrics: Path
-    grids: Path
-    cache: Path  # torch-fidelity's reference statistics
+    models: Path = arg("folder with autoencoder/, ldm/ and optionally ldm_sr/")
+    images: Path = arg("folder of {train,val}-NNNNNN.tar image shards")
+    pairs: Path = arg("folder of val pair shards for super-resolution")
+    metrics: Path = arg("output JSON: every score, its settings and seeds")
+    grids: Path = arg("output folder of sample grid PNGs")
+    cache: Path = arg("torch-fidelity's reference statistics (kept across runs)")
 
 
-def settings_of(p: SamplingParams) -> SamplerSettings:
-    """The library's sampler settings from a params section."""
-    return SamplerSettings(**p.model_dump())
-
-
-def _images(urls: list[str], limit: int | None = None) -> torch.Tensor:
+def _images(urls: list[str]) -> torch.Tensor:
     """uint8 [N x 3 x H x W] of the shards, in order."""
-    out = []
-    for x, _ in image_dataset(urls, split_by_node=False):
-        out.append(torch.from_numpy(to_uint8(x[None])[0]).permute(2, 0, 1))
-        if limit and len(out) >= limit:
-            break
-    return torch.stack(out)
+    return torch.cat([torch.from_numpy(to_uint8(x[None])).permute(0, 3, 1, 2) for x, _ in image_dataset(urls, split_by_node=False)])
+
+
+def _pairs(urls: list[str], limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(HR [N x 3 x H x W], LR [N x 3 x h x w]) in [-1, 1], the first `limit` pairs in order."""
+    pairs = [PairSample.decode(raw) for raw in islice(read_shards(urls), limit)]
+    if not pairs:
+        raise InvalidInput(f"{urls[0] if urls else 'the pair shards'}: no val pairs to super-resolve")
+    return torch.stack([to_tensor(p.hr) for p in pairs]), torch.stack([to_tensor(p.lr) for p in pairs])
 
 
 def _fidelity(p: EvaluateParams, generated: torch.Tensor, reference: torch.Tensor, ref_hash: str, cache: Path,
@@ -77,104 +75,75 @@ def _fidelity(p: EvaluateParams, generated: torch.Tensor, reference: torch.Tenso
         return {}, str(exc)
 
 
-def generate(loaded: LoadedLDM, decode, p: EvaluateParams) -> tuple[torch.Tensor, list[int] | None]:
-    """`p.samples` decoded samples uint8 [N x 3 x H x W]; class models cycle through their classes."""
-    model, cfg = loaded.model, loaded.model.config.conditioning
-    settings = settings_of(p.sampling)
+def _conditions(loaded: LoadedLDM, n: int) -> dict[str, Any]:
+    """Labels (class models cycle through their classes) or prompts (the training captions) for n samples."""
+    cfg = loaded.model.config.conditioning
     if cfg.kind == "concat":
-        raise ValueError("models/ldm is a concat (super-resolution) model; evaluate samples an unconditional, "
-                         "class or text model there and the SR model in models/ldm_sr")
-    labels = [i % cfg.n_classes for i in range(p.samples)] if cfg.kind == "class" else None
-    prompts = None
+        raise InvalidInput("models/ldm is a concat (super-resolution) model; evaluate samples an unconditional, "
+                           "class or text model there and the SR model in models/ldm_sr")
+    if cfg.kind == "class":
+        return {"labels": [i % cfg.n_classes for i in range(n)]}
     if cfg.kind == "text":
-        captions = loaded.config.get("captions") or ["a photograph"]
-        prompts = [captions[i % len(captions)] for i in range(p.samples)]
-    images = []
-    for start in tqdm(range(0, p.samples, p.batch_size), desc="sampling", unit="batch"):
-        end = min(start + p.batch_size, p.samples)
-        cond, null = conditions(model, labels=labels[start:end] if labels else None,
-                                prompts=prompts[start:end] if prompts else None, tokenizer=loaded.tokenizer)
-        z = generate_latents(model, cond, null, [p.seed + i for i in range(start, end)], settings)
-        images.append(decode_latents(decode, z, loaded.scale_factor))
-    return torch.cat(images), labels
-
-
-def save_png_grid(images: torch.Tensor, path: Path, nrow: int) -> None:
-    """uint8 [N x 3 x H x W] as one PNG, written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.partial.png")
-    save_image(make_grid(images.float() / 255.0, nrow=nrow, padding=2, pad_value=1.0), temp)
-    temp.replace(path)
+        captions = loaded.card.captions or ("a photograph",)
+        return {"prompts": [captions[i % len(captions)] for i in range(n)]}
+    return {}
 
 
 def run(params: Params, paths: Paths) -> dict[str, Any]:
     """Sample, score, super-resolve; the report written to `paths.metrics` comes back."""
     p = params.evaluate
     torch.set_num_threads(p.threads)
-    autoencoder, ae_config = load_autoencoder(paths.models / "autoencoder")
+    autoencoder, ae_card = load_autoencoder(paths.models / "autoencoder")
     loaded = load_ldm(paths.models / "ldm")
-    ref_urls = shard_urls(paths.images, p.reference_split)
-    val_urls = shard_urls(paths.images, "val")
+    ref_urls, val_urls = shard_urls(paths.images, p.reference_split), shard_urls(paths.images, "val")
     ref_hash = shards_sha256(ref_urls)
-    wanted = tuple(p.metrics)
     try:
-        fingerprint: dict[str, Any] = features_fingerprint(p.feature_extractor, p.inception_weights or None)  # type: ignore[arg-type]
+        fingerprint: dict[str, Any] = features_fingerprint(p.feature_extractor, p.inception_weights or None)
     except MissingWeightsError as exc:
         fingerprint = {"feature_extractor": p.feature_extractor, "weights_sha256": None, "missing": str(exc)}
     report: dict[str, Any] = {"skipped": {}, "feature_extractor": fingerprint}
 
-    generated, labels = generate(loaded, autoencoder.decode, p)
-    save_png_grid(generated[: p.grid_images], paths.grids / "samples.png", nrow=8)
+    cond = _conditions(loaded, p.samples)
+    settings = to_config(p.sampling, SamplerSettings)
+    generated = sample_images(loaded, autoencoder.decode, [p.seed + i for i in range(p.samples)], settings,
+                              batch_size=p.batch_size, **cond)
+    save_grid(generated[: p.grid_images], paths.grids / "samples.png", nrow=8)
     reference = _images(ref_urls)
-    scores, reason = _fidelity(p, generated, reference, ref_hash, paths.cache, wanted)
+    scores, reason = _fidelity(p, generated, reference, ref_hash, paths.cache, tuple(p.metrics))
     report["ldm"] = {"samples": len(generated), "reference": {"split": p.reference_split, "images": len(reference),
                                                               "sha256": ref_hash},
-                     "sampling": p.sampling.model_dump(), "seeds": [p.seed, p.seed + len(generated) - 1],
-                     "labels": "i % n_classes" if labels else None, "preset": loaded.config.get("preset"),
-                     "scale_factor": loaded.scale_factor, **scores}
+                     "sampling": settings.to_dict(), "seeds": [p.seed, p.seed + len(generated) - 1],
+                     "labels": "i % n_classes" if "labels" in cond else None, "preset": loaded.card.preset, **scores}
     if reason:
         report["skipped"]["ldm_fidelity"] = reason
 
     val = _images(val_urls)
     with torch.no_grad():
-        encoded = autoencoder.encode(val.float() / 127.5 - 1.0)
-        z = encoded.mode() if hasattr(encoded, "mode") else encoded
-        recon = decode_latents(autoencoder.decode, z, 1.0)
+        recon = decode_latents(autoencoder.decode, autoencoder.encode_mode(val.float() / 127.5 - 1.0), 1.0)
     rfid, reason = _fidelity(p, recon, val, shards_sha256(val_urls), paths.cache, ("fid",))
-    report["autoencoder"] = {"preset": ae_config.get("preset"), "val_images": len(val), **{f"r{k}": v for k, v in rfid.items()}}
+    report["autoencoder"] = {"preset": ae_card.preset, "val_images": len(val), **{f"r{k}": v for k, v in rfid.items()}}
     if reason:
         report["skipped"]["rfid"] = reason
 
-    if (paths.models / "ldm_sr").is_dir() and paths.pairs is not None:
-        report["sr"] = evaluate_sr(load_ldm(paths.models / "ldm_sr"), autoencoder.decode, shard_urls(paths.pairs, "val"),
-                                   samples=p.sr_samples, settings=settings_of(p.sr_sampling), seed=p.seed,
-                                   batch_size=p.batch_size, downsample=autoencoder.downsample_factor,
-                                   grid=paths.grids / "sr.png")
+    if (paths.models / "ldm_sr").is_dir():
+        sr_model = load_ldm(paths.models / "ldm_sr")
+        check_sr_model(sr_model, str(paths.models / "ldm_sr"))
+        hr, lr = _pairs(shard_urls(paths.pairs, "val"), p.sr_samples)
+        report["sr"], grid = evaluate_sr(sr_model, autoencoder.decode, hr, lr, settings=to_config(p.sr_sampling, SamplerSettings),
+                                         seed=p.seed, batch_size=p.batch_size, downsample=autoencoder.downsample_factor)
+        save_grid(grid, paths.grids / "sr.png", nrow=3)
     else:
         report["skipped"]["sr"] = f"no {paths.models / 'ldm_sr'}: train it with `dvc repro train_sr`"
     report["lineage"] = lineage({"evaluate": p}, {"reference": ref_hash, "val": shards_sha256(val_urls)})
     write_json(paths.metrics, report)
     for name, why in report["skipped"].items():
         log.warning("skipped %s: %s", name, why)
-    log.info("evaluated %d samples (%s, %d steps, guidance %.2f)", len(generated), p.sampling.sampler,
-             p.sampling.steps, p.sampling.guidance_scale)
+    log.info("evaluated %d samples (%s, %d steps, guidance %.2f)", len(generated), settings.sampler, settings.steps,
+             settings.guidance_scale)
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point: one-line errors for bad params or inputs, no traceback."""
-    parser = argparse.ArgumentParser(prog="python -m stages.evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
-    parser.add_argument("--models", default="models", type=Path, help="folder with autoencoder/, ldm/, ldm_sr/")
-    parser.add_argument("--images", default="data/images", type=Path, help="image shards (default: %(default)s)")
-    parser.add_argument("--pairs", default="data/pairs", type=Path, help="pair shards for SR (default: %(default)s)")
-    parser.add_argument("--metrics", default="metrics/evaluate.json", type=Path, help="report (default: %(default)s)")
-    parser.add_argument("--grids", default="reports/evaluate", type=Path, help="sample grid PNGs (default: %(default)s)")
-    parser.add_argument("--cache", default="data/cache/fidelity", type=Path, help="reference statistics cache")
-    args = parser.parse_args(argv)
-    paths = Paths(args.models, args.images, args.pairs, args.metrics, args.grids, args.cache)
-    return run_cli(lambda: run(load_params(args.params), paths), (ParamsError, FileNotFoundError, ValueError), log)
+main = stage_main(run, Paths, __doc__)
 
 
 if __name__ == "__main__":

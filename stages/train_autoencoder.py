@@ -1,20 +1,14 @@
 """Stage `train_autoencoder`: image shards -> the first-stage autoencoder (Appendix F, Eq. 25).
 
-    python -m stages.train_autoencoder --params params.yaml --images data/images \
-        --model models/autoencoder --checkpoints checkpoints/autoencoder \
-        --metrics metrics/autoencoder.json --curves metrics/autoencoder_loss.csv \
-        --grid reports/autoencoder.png
-
 Trains `autoencoder.preset` with Lightning on the train shards, resumes from the
 last checkpoint of an interrupted run with the same settings, and writes the
 weights (`model.safetensors` + `config.json`), the health report of
-`stages.autoencoder_report` and a reconstruction grid. A NaN loss stops the run
+`ldm.autoencoder.report` and a reconstruction grid. A NaN loss stops the run
 with a clear error and keeps the last good checkpoint.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
@@ -24,17 +18,21 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import webdataset as wds
-from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
-from ldm.autoencoder import MissingWeightsError, build_lpips, preset_config
-from ldm.autoencoder.lightning_module import AutoencoderModule, NonFiniteLossError, TrainConfig
+from ldm.autoencoder.checkpoint import AutoencoderCard, save_autoencoder
+from ldm.autoencoder.lightning_module import AutoencoderModule, NonFiniteLossError
+from ldm.autoencoder.losses import MissingWeightsError, build_lpips
+from ldm.autoencoder.presets import preset_config
+from ldm.autoencoder.report import evaluate_autoencoder, reconstruction_grid
+from ldm.data.grids import save_grid
 from ldm.data.loader import image_dataset, shard_urls
-from ldm.data.shards import AtomicFolder
-from stages.autoencoder_report import evaluate_autoencoder, save_grid
-from stages.lineage import lineage, run_cli, write_json
-from stages.params import Params, ParamsError, load_params, to_config
-from stages.training import make_trainer, resume_path, shards_sha256, write_curves
+from ldm.data.shards import shards_sha256
+from ldm.errors import UserError
+from ldm.reports import write_json
+from ldm.trainer import make_trainer, resume_path, write_curves
+from stages.cli import arg, stage_main
+from stages.params import Params, ParamsError, lineage
 
 log = logging.getLogger("stages.train_autoencoder")
 
@@ -43,15 +41,15 @@ log = logging.getLogger("stages.train_autoencoder")
 class Paths:
     """The stage's inputs and outputs, as dvc.yaml names them."""
 
-    images: Path
-    model: Path
-    checkpoints: Path
-    metrics: Path
-    curves: Path
-    grid: Path
+    images: Path = arg("folder of {train,val}-NNNNNN.tar image shards")
+    model: Path = arg("output folder: model.safetensors + config.json")
+    checkpoints: Path = arg("resumable Lightning checkpoints (kept across runs)")
+    metrics: Path = arg("output JSON: reconstruction and health metrics")
+    curves: Path = arg("output CSV: training loss per step")
+    grid: Path = arg("output PNG: originals above reconstructions")
 
 
-class StageError(RuntimeError):
+class StageError(UserError, RuntimeError):
     """A user-facing failure: the message says what went wrong and what to do."""
 
 
@@ -85,11 +83,11 @@ def run(params: Params, paths: Paths) -> dict:
     _check(params)
     p = params.train_autoencoder
     torch.set_num_threads(p.threads)
-    loss = to_config(p.loss, TrainConfig)
+    loss = p.train_config()
     try:
         perceptual = build_lpips(loss.perceptual_weight, p.vgg_weights or None)
     except MissingWeightsError as exc:
-        raise StageError(f"train_autoencoder.loss.perceptual_weight is {loss.perceptual_weight}: {exc}") from None
+        raise StageError(f"train_autoencoder.recipe.perceptual_weight is {loss.perceptual_weight}: {exc}") from None
     train_loader, val_loader, train_urls, val_urls = _loaders(params, paths.images)
     data_hash = shards_sha256(train_urls + val_urls)
 
@@ -116,28 +114,18 @@ def run(params: Params, paths: Paths) -> dict:
     model = module.export_model().eval()
     report = evaluate_autoencoder(model, val_loader, loss, vgg_weights=p.vgg_weights,
                                   inception_weights=p.inception_weights)
-    save_grid(model, val_loader, p.grid_images, paths.grid)
+    save_grid(reconstruction_grid(model, val_loader, p.grid_images), paths.grid, nrow=p.grid_images)
     metrics = {
         "preset": params.autoencoder.preset,
         "parameters": model.num_parameters(),
         "train": {"batches": int(module.ae_step), "seconds": round(seconds, 1), "resumed_from": str(ckpt) if ckpt else None},
         **report,
     }
-    config = {
-        "preset": params.autoencoder.preset,
-        "model": model.config.to_dict(),
-        "resolution": params.data.resolution,
-        "downsample_factor": model.downsample_factor,
-        "latent_channels": model.config.embed_dim,
-        "data_sha256": data_hash,
-        "lineage": lineage({"data": params.data, "autoencoder": params.autoencoder,
-                            "train_autoencoder": params.train_autoencoder}, {"images": data_hash}),
-    }
-    with AtomicFolder(paths.model) as folder:
-        tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        save_file(tensors, str(folder / "model.safetensors"), metadata={"preset": params.autoencoder.preset})
-        write_json(folder / "config.json", config)
-    metrics["lineage"] = config["lineage"]
+    line = lineage({"data": params.data, "autoencoder": params.autoencoder, "train_autoencoder": p}, {"images": data_hash})
+    card = AutoencoderCard(model=model.config, preset=params.autoencoder.preset, resolution=params.data.resolution,
+                           data_sha256=data_hash, lineage=line)
+    save_autoencoder(paths.model, model, card)
+    metrics["lineage"] = line
     write_json(paths.metrics, metrics)
     for warning in report["warnings"]:
         log.warning("%s", warning)
@@ -146,19 +134,7 @@ def run(params: Params, paths: Paths) -> dict:
     return metrics
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point: one-line errors for bad params or inputs, no traceback."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", default="params.yaml", help="the params file (default: params.yaml)")
-    parser.add_argument("--images", required=True, type=Path, help="folder of train-/val-NNNNNN.tar image shards")
-    parser.add_argument("--model", required=True, type=Path, help="output folder: model.safetensors + config.json")
-    parser.add_argument("--checkpoints", required=True, type=Path, help="resumable Lightning checkpoints")
-    parser.add_argument("--metrics", required=True, type=Path, help="output JSON: reconstruction and health metrics")
-    parser.add_argument("--curves", required=True, type=Path, help="output CSV: training loss per step")
-    parser.add_argument("--grid", required=True, type=Path, help="output PNG: originals above reconstructions")
-    args = parser.parse_args(argv)
-    paths = Paths(args.images, args.model, args.checkpoints, args.metrics, args.curves, args.grid)
-    return run_cli(lambda: run(load_params(args.params), paths), (ParamsError, StageError, FileNotFoundError), log)
+main = stage_main(run, Paths, __doc__)
 
 
 if __name__ == "__main__":

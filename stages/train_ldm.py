@@ -1,112 +1,96 @@
 """Stages `train_ldm` and `train_sr`: cached latents -> a latent diffusion model (Eq. 2, Sec. 3.3, D.1).
 
-    python -m stages.train_ldm --section train_ldm --params params.yaml --latents data/latents \
-        --autoencoder models/autoencoder --model models/ldm --checkpoints checkpoints/ldm \
-        --metrics metrics/ldm.json --curves metrics/ldm_loss.csv
-
 Trains the section's preset with Lightning on the cached latents multiplied by
-the scale factor of `stats.json` (never a constant). `train_sr` trains on the
-pair latents (`data/latents/pairs`), the LR image concatenated to the input.
-Writes `model.safetensors` (the EMA weights; config and scale factor in its
-metadata), `config.json` (preset, schedule, scale factor, conditioning,
-lineage), the tokenizer for text models, a metrics JSON and a loss CSV.
+the scale factor measured in the cache's `stats.json` (never a constant); the
+factor becomes a field of the model's config. `--section train_sr` trains on the
+pair latents (`pairs/` of the cache), the LR image concatenated to the input.
+Writes the model folder (the EMA weights, `config.json` with the model config and
+where it came from, the tokenizer of a text model), a metrics JSON and a loss CSV.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
-import io
-import json
 import logging
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 import webdataset as wds
-from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
-from ldm.autoencoder import AutoencoderConfig
-from ldm.conditioning import save_tokenizer, train_wordpiece
-from ldm.data.images import decode_image
+from ldm.autoencoder.checkpoint import autoencoder_sha256, load_autoencoder
+from ldm.conditioning.tokenizer import train_wordpiece
 from ldm.data.latents import collate, latent_dataset
 from ldm.data.loader import shard_urls
-from ldm.data.shards import AtomicFolder, read_shards
-from ldm.unet import LDMConfig, build_ldm, preset_config, to_safetensors_payload
-from ldm.unet.lightning_module import LDMTrainingModule, TrainConfig
-from stages.cache_latents import autoencoder_sha256
-from stages.lineage import lineage, run_cli, write_json
-from stages.params import Params, ParamsError, load_params, to_config
-from stages.training import make_trainer, resume_path, shards_sha256, write_curves
-from stages.training_params import TrainLDMParams
+from ldm.data.schema import LatentSample
+from ldm.data.shards import read_shards, shards_sha256
+from ldm.errors import InvalidInput
+from ldm.latent_diffusion.checkpoint import LDMCard, save_ldm
+from ldm.latent_diffusion.config import LDMConfig
+from ldm.latent_diffusion.lightning_module import LDMTrainingModule
+from ldm.latent_diffusion.model import LatentDiffusionModel
+from ldm.latent_diffusion.presets import preset_config
+from ldm.latent_diffusion.train_config import TrainConfig
+from ldm.latents.stats import PAIRS, LatentStats, read_stats
+from ldm.reports import write_json
+from ldm.trainer import make_trainer, resume_path, write_curves
+from stages.cli import arg, stage_main
+from stages.params import Params, TrainLDMParams, lineage, to_config
 
 log = logging.getLogger("stages.train_ldm")
-SECTIONS = ("train_ldm", "train_sr")
 
 
 @dataclass(frozen=True)
 class Paths:
     """The stage's inputs and outputs, as dvc.yaml names them."""
 
-    latents: Path  # the cache folder with stats.json
-    autoencoder: Path
-    model: Path
-    checkpoints: Path
-    metrics: Path
-    curves: Path
+    latents: Path = arg("the latent cache folder (shards + stats.json)")
+    autoencoder: Path = arg("the autoencoder that encoded the cache")
+    model: Path = arg("output folder: model.safetensors + config.json (+ tokenizer/)")
+    checkpoints: Path = arg("resumable Lightning checkpoints (kept across runs)")
+    metrics: Path = arg("output JSON: losses and lineage")
+    curves: Path = arg("output CSV: training loss per step")
+    section: Literal["train_ldm", "train_sr"] = arg("params section: train_ldm (image latents) or train_sr (SR pairs)")
 
 
-class StageError(RuntimeError):
-    """A user-facing failure: the message names both sides of a mismatch and what to do."""
-
-
-def _stats(latents: Path) -> dict:
-    path = latents / "stats.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file; run `dvc repro cache_latents` first")
-    return json.loads(path.read_text())
-
-
-def _config(p: TrainLDMParams, section: str, stats: dict, shards: list[str], ae_hash: str) -> LDMConfig:
-    """The preset with the section's overrides, checked against the cache: errors name both sides."""
-    config = preset_config(p.preset)
+def _config(p: TrainLDMParams, section: str, stats: LatentStats, first: LatentSample, ae_hash: str) -> LDMConfig:
+    """The preset with the section's overrides and the cache's scale factor, checked against the cache."""
+    config = dataclasses.replace(preset_config(p.preset), scale_factor=stats.scale_factor)
     if p.first_stage:
         config = dataclasses.replace(config, first_stage=p.first_stage)
     if p.n_classes and config.conditioning.kind == "class":
         config = dataclasses.replace(config, conditioning=dataclasses.replace(config.conditioning, n_classes=p.n_classes))
-    if stats["autoencoder_sha256"] != ae_hash:
-        raise StageError(f"the latent cache was encoded by autoencoder {stats['autoencoder_sha256'][:12]} but "
-                         f"{section} trains with {ae_hash[:12]}; re-run `dvc repro cache_latents`")
-    cached = stats.get("autoencoder_preset")
+    if stats.autoencoder_sha256 != ae_hash:
+        raise InvalidInput(f"the latent cache was encoded by autoencoder {stats.autoencoder_sha256[:12]} but "
+                           f"{section} trains with {ae_hash[:12]}; re-run `dvc repro cache_latents`")
+    cached = stats.autoencoder_preset
     if config.first_stage and cached and config.first_stage != cached:
-        raise StageError(f"{section}.preset {p.preset!r} pairs with autoencoder {config.first_stage!r}, the latent cache "
-                         f"holds {cached!r} latents; set {section}.first_stage: {cached} to pair them deliberately")
-    first = next(iter(read_shards(shards[:1])))
-    shape = tuple(np.load(io.BytesIO(first["latent.npy"]), allow_pickle=False).shape)
-    if shape != config.latent_shape:
-        raise StageError(f"{section}.preset {p.preset!r} expects latents {config.latent_shape} (C, h, w), the cache "
-                         f"holds {shape}; pick a preset for this autoencoder and data.resolution")
+        raise InvalidInput(f"{section}.preset {p.preset!r} pairs with autoencoder {config.first_stage!r}, the latent cache "
+                           f"holds {cached!r} latents; set {section}.first_stage: {cached} to pair them deliberately")
+    if tuple(first.latent.shape) != config.latent_shape:
+        raise InvalidInput(f"{section}.preset {p.preset!r} expects latents {config.latent_shape} (C, h, w), the cache "
+                           f"holds {tuple(first.latent.shape)}; pick a preset for this autoencoder and data.resolution")
     return config
 
 
 def _check_labels(config: LDMConfig, shards: list[str], section: str) -> list[str]:
     """Class ids within range and captions present, as the conditioning needs; the captions come back."""
     kind, captions, top = config.conditioning.kind, [], -1
-    for sample in read_shards(shards):
-        top = max(top, int(sample["cls"]))
-        captions.append(sample["txt"].decode())
+    for sample in map(LatentSample.decode, read_shards(shards)):
+        top = max(top, sample.label)
+        captions.append(sample.caption)
     if kind == "class" and top >= config.conditioning.n_classes:
-        raise StageError(f"the cache has class ids up to {top}, {section}.preset {config.conditioning.n_classes} classes; "
-                         f"set {section}.n_classes: {top + 1}")
+        raise InvalidInput(f"the cache has class ids up to {top}, {section}.preset {config.conditioning.n_classes} "
+                           f"classes; set {section}.n_classes: {top + 1}")
     if kind == "text" and not any(c.strip() for c in captions):
-        raise StageError(f"{section}.preset is text-conditioned but every caption in the cache is empty")
+        raise InvalidInput(f"{section}.preset is text-conditioned but every caption in the cache is empty")
     return captions
 
 
@@ -128,28 +112,30 @@ def _loss_drop(curve: Path) -> dict:
     return {"first_10pct": first, "last_10pct": last, "ratio": last / first}
 
 
-def run(params: Params, paths: Paths, section: str = "train_ldm") -> dict:
+def run(params: Params, paths: Paths) -> dict:
     """Train, export and report; the metrics written to `paths.metrics` come back."""
+    section = paths.section
     p: TrainLDMParams = getattr(params, section)
     torch.set_num_threads(p.threads)
-    stats = _stats(paths.latents)
-    folder = paths.latents / "pairs" if section == "train_sr" else paths.latents
+    stats = read_stats(paths.latents)
+    folder = paths.latents / PAIRS if section == "train_sr" else paths.latents
     train, val = shard_urls(folder, "train"), shard_urls(folder, "val")
     ae_hash = autoencoder_sha256(paths.autoencoder)
-    config = _config(p, section, stats, train, ae_hash)
+    first = LatentSample.decode(next(read_shards(train[:1])))
+    config = _config(p, section, stats, first, ae_hash)
     captions = _check_labels(config, train, section)
-    scale = float(stats["scale_factor"])
     tokenizer = train_wordpiece(captions, config.conditioning.vocab_size) if config.conditioning.kind == "text" else None
     data_hash = shards_sha256(train + val)
-    settings = {"section": section, "params": p.model_dump(mode="json"), "data_sha256": data_hash, "scale_factor": scale}
+    settings = {"section": section, "params": p.model_dump(mode="json"), "data_sha256": data_hash,
+                "scale_factor": config.scale_factor}
     ckpt = resume_path(paths.checkpoints, settings)
     pl.seed_everything(p.seed, workers=True, verbose=False)
-    module = LDMTrainingModule(build_ldm(config), to_config(p.loss, TrainConfig), tokenizer)
+    module = LDMTrainingModule(LatentDiffusionModel(config), to_config(p.recipe, TrainConfig), tokenizer)
     logs = paths.checkpoints / "logs"
     trainer = make_trainer(steps=p.steps, done=lambda: module.global_step, val_every=min(p.val_every, p.steps),
                            checkpoints=paths.checkpoints, checkpoint_every=p.checkpoint_every, logs=logs,
-                           precision=p.precision, grad_clip=p.loss.grad_clip)
-    train_loader, val_loader = _loaders(p, train, val, scale)
+                           precision=p.precision, grad_clip=p.recipe.grad_clip)
+    train_loader, val_loader = _loaders(p, train, val, config.scale_factor)
     start = time.perf_counter()
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt) if ckpt else None)
     seconds = time.perf_counter() - start
@@ -157,23 +143,16 @@ def run(params: Params, paths: Paths, section: str = "train_ldm") -> dict:
     val_logs = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     model = (module.ema if module.ema is not None else module.model).eval()
     line = lineage({section: p}, {"latents": data_hash, "autoencoder": ae_hash})
-    meta = {"preset": p.preset, "section": section, "scale_factor": scale, "ldm": config.to_dict(),
-            "autoencoder_sha256": ae_hash, "autoencoder_preset": stats.get("autoencoder_preset"),
-            "latent_stats": {k: stats[k] for k in ("scale_rule", "first_batch", "dataset", "scaled_std")},
-            "weights": "ema" if module.ema is not None else "raw", "lineage": line}
-    if config.conditioning.kind == "concat":  # HR / LR side of the pairs: what `ldm upscale` multiplies by
-        lr_side = decode_image(next(iter(read_shards(train[:1])))["lr.png"])[0].shape[0]
-        f = AutoencoderConfig.from_dict(json.loads((paths.autoencoder / "config.json").read_text())["model"]).downsample_factor
-        meta["sr_scale"] = config.latent_size[0] * f // lr_side
-    if tokenizer is not None:  # prompts for sampling and evaluation: the training captions, most frequent first
-        meta["captions"] = [c for c, _ in Counter(c for c in captions if c.strip()).most_common(64)]
-    with AtomicFolder(paths.model) as out:
-        tensors, metadata = to_safetensors_payload(model, scale_factor=scale, extra={"preset": p.preset})
-        save_file(tensors, str(out / "model.safetensors"), metadata=metadata)
-        write_json(out / "config.json", meta)
-        if tokenizer is not None:
-            save_tokenizer(tokenizer, out / "tokenizer")
-    metrics = {"preset": p.preset, "parameters": model.num_parameters(), "scale_factor": scale,
+    sr_scale = 0
+    if config.conditioning.kind == "concat" and first.lr is not None:  # HR side / LR side: what `ldm upscale` multiplies by
+        f = load_autoencoder(paths.autoencoder)[1].downsample_factor
+        sr_scale = config.latent_size[0] * f // first.lr.shape[0]
+    prompts = tuple(c for c, _ in Counter(c for c in captions if c.strip()).most_common(64)) if tokenizer else ()
+    card = LDMCard(model=config, preset=p.preset, weights="ema" if module.ema is not None else "raw",
+                   autoencoder_sha256=ae_hash, autoencoder_preset=stats.autoencoder_preset, sr_scale=sr_scale,
+                   captions=prompts, lineage=line)
+    save_ldm(paths.model, model, card, tokenizer)
+    metrics = {"preset": p.preset, "parameters": model.num_parameters(),
                "train": {"batches": int(module.global_step), "seconds": round(seconds, 1), "resumed_from": str(ckpt) if ckpt else None},
                "loss": _loss_drop(paths.curves), "val": val_logs, "lineage": line}
     write_json(paths.metrics, metrics)
@@ -182,22 +161,7 @@ def run(params: Params, paths: Paths, section: str = "train_ldm") -> dict:
     return metrics
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point: one-line errors for bad params or inputs, no traceback."""
-    parser = argparse.ArgumentParser(prog="python -m stages.train_ldm", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--section", choices=SECTIONS, default="train_ldm", help="params section (default: %(default)s)")
-    parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
-    parser.add_argument("--latents", default="data/latents", type=Path, help="latent cache with stats.json")
-    parser.add_argument("--autoencoder", default="models/autoencoder", type=Path, help="the autoencoder of the cache")
-    parser.add_argument("--model", required=True, type=Path, help="output folder: model.safetensors + config.json")
-    parser.add_argument("--checkpoints", required=True, type=Path, help="resumable Lightning checkpoints")
-    parser.add_argument("--metrics", required=True, type=Path, help="output JSON: losses and lineage")
-    parser.add_argument("--curves", required=True, type=Path, help="output CSV: training loss per step")
-    args = parser.parse_args(argv)
-    paths = Paths(args.latents, args.autoencoder, args.model, args.checkpoints, args.metrics, args.curves)
-    return run_cli(lambda: run(load_params(args.params), paths, args.section),
-                   (ParamsError, StageError, FileNotFoundError, ValueError), log)
+main = stage_main(run, Paths, __doc__)
 
 
 if __name__ == "__main__":

@@ -25,10 +25,9 @@ from ldm.autoencoder import (
     latent_channel_stats,
     latent_scale_factor,
     preset_config,
-    presets,
-    psnr,
-    ssim,
+    preset_names,
 )
+from ldm.metrics import psnr, ssim
 
 # Parameter counts of the reference models: encoder + decoder + quant_conv +
 # post_quant_conv (+ codebook for VQ), no discriminator, no LPIPS. Computed layer by
@@ -65,7 +64,7 @@ def _images(n: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
 
 
 def test_presets_cover_the_reference_zoo_and_tiny_models() -> None:
-    names = presets()
+    names = preset_names()
     assert set(REFERENCE_PARAMS) | set(TINY) <= set(names)
     for name in names:
         cfg = preset_config(name)
@@ -90,7 +89,7 @@ def test_parameter_count_matches_paper_table_18(name: str) -> None:
 def test_unknown_preset_error_lists_known_names() -> None:
     with pytest.raises(ValueError, match="unknown autoencoder preset 'kl-f5'") as info:
         build_autoencoder("kl-f5")
-    for name in presets():
+    for name in preset_names():
         assert name in str(info.value)
 
 

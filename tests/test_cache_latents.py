@@ -131,7 +131,7 @@ def test_latent_batches_collate_for_the_ldm(inputs, tmp_path):
     samples = list(latent_dataset(urls, scale_factor=0.5))[:4]
     batch = collate(samples)
     assert batch["z"].shape == (4, 3, 8, 8) and batch["lr"].shape == (4, 3, 8, 8)
-    assert batch["cls"].dtype == torch.long and len(batch["txt"]) == 4
+    assert batch["label"].dtype == torch.long and len(batch["caption"]) == 4
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
@@ -150,12 +150,14 @@ def test_corrupt_shard_names_shard_and_key(inputs, tmp_path, damage):
     first.write_bytes(bytes(data))
     params = parse_params({"data": DATA, "cache_latents": {"accelerator": "cpu", "devices": 1, "pairs": False}})
     with pytest.raises(Exception, match="train-000000.tar: sample"):
-        run(params, Paths(broken, None, inputs / "kl", tmp_path / "latents", tmp_path / "report.json"))
+        run(params, Paths(broken, tmp_path / "no-pairs", inputs / "kl", tmp_path / "latents", tmp_path / "report.json"))
     assert not (tmp_path / "latents").exists()
 
 
 def test_missing_autoencoder_is_a_clear_cli_error(inputs, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "stages.cache_latents", "--images", str(inputs / "images"),
+    (tmp_path / "params.yaml").write_text("{}\n")
+    result = subprocess.run([sys.executable, "-m", "stages.cache_latents", "--params", str(tmp_path / "params.yaml"),
+                             "--images", str(inputs / "images"),
                              "--pairs", str(inputs / "pairs"), "--model", str(tmp_path / "nothing"),
                              "--out", str(tmp_path / "latents"), "--report", str(tmp_path / "r.json")],
                             capture_output=True, text=True, timeout=120)

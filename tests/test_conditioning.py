@@ -22,7 +22,7 @@ from ldm.conditioning import (
     tokenize,
     train_wordpiece,
 )
-from ldm.unet import build_ldm
+from ldm.latent_diffusion import build_ldm
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import webdataset as wds
 from PIL import Image
@@ -63,11 +61,11 @@ def test_seed_changes_the_pairs(images, tmp_path):
     assert base["shards"] != other["shards"]
 
 
-def test_missing_images_is_a_clear_error(tmp_path, caplog):
+def test_missing_images_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "params.yaml").write_text("degrade:\n  scale: 4\n")
     code = main(["--params", str(tmp_path / "params.yaml"), "--images", str(tmp_path / "none"), "--out", str(tmp_path / "pairs"),
                  "--report", str(tmp_path / "r.json"), "--grid", str(tmp_path / "g.png")])
-    assert code == 2 and "run the download stage first" in caplog.text
+    assert code == 2 and "run the download stage first" in capsys.readouterr().err
     assert not (tmp_path / "pairs").exists()
 
 
@@ -78,8 +76,8 @@ def test_bad_scale_is_rejected_before_work(tmp_path):
         parse_params({"degrade": {"scale": 5}})
 
 
-def test_scale_too_large_for_the_resolution_is_a_clear_error(images, tmp_path, caplog):
+def test_scale_too_large_for_the_resolution_is_a_clear_error(images, tmp_path, capsys):
     (tmp_path / "params.yaml").write_text("data:\n  resolution: 32\ndegrade:\n  scale: 8\n")
     code = main(["--params", str(tmp_path / "params.yaml"), "--images", str(images), "--out", str(tmp_path / "pairs"),
                  "--report", str(tmp_path / "r.json"), "--grid", str(tmp_path / "g.png")])
-    assert code == 2 and "degrade.scale 8 needs images of at least 64 px" in caplog.text
+    assert code == 2 and "degrade.scale 8 needs images of at least 64 px" in capsys.readouterr().err

@@ -157,14 +157,15 @@ def test_folder_fail_mode_stops_at_first_bad_input_and_writes_nothing(tmp_path, 
 
 
 @pytest.mark.parametrize("make", ["empty", "missing", "only_text"])
-def test_unusable_folder_is_a_clear_error(tmp_path, make, caplog):
+def test_unusable_folder_is_a_clear_error(tmp_path, make, capsys):
     folder = tmp_path / "in"
     if make != "missing":
         folder.mkdir()
     if make == "only_text":
         (folder / "a.txt").write_text("x")
     params = _write_params(tmp_path / "params.yaml", {"source": "folder", "folder": {"path": str(folder)}})
-    assert main(["--params", str(params), "--out", str(tmp_path / "images"), "--report", str(tmp_path / "r.json")]) == 2
-    err = caplog.text
+    assert main(["--params", str(params), "--out", str(tmp_path / "images"), "--report", str(tmp_path / "r.json"),
+                 "--cache", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err
     assert str(folder) in err and ("no such folder" in err or "holds no image files" in err)
     assert not (tmp_path / "images").exists()

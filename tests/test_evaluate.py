@@ -32,7 +32,7 @@ def models(ldm_inputs, tmp_path_factory) -> Path:
         extra = {"first_stage": "kl-f4-tiny"} if section == "train_sr" else {}
         params = parse_params({"data": DATA, section: {**SHORT, **extra}})
         train_ldm.run(params, train_ldm.Paths(ldm_inputs / "latents", root / "models" / "autoencoder", root / "models" / name,
-                                              root / "ckpt" / name, root / f"{name}.json", root / f"{name}.csv"), section)
+                                              root / "ckpt" / name, root / f"{name}.json", root / f"{name}.csv", section))
     return root / "models"
 
 
@@ -84,14 +84,15 @@ def test_samples_do_not_depend_on_the_batch_size(ldm_inputs, models, tmp_path):
     (["--class", "1", "--steps", "5000"], "exceeds the model's T"),
     (["--class", "1", "--guidance", "-1"], "guidance scale must be >= 0"),
 ])
-def test_sample_bad_input_is_one_line(models, tmp_path, capsys, caplog, argv, message):
+def test_sample_bad_input_is_one_line(models, tmp_path, capsys, argv, message):
     assert ldm(["sample", "--models", str(models), "-o", str(tmp_path / "s"), *argv]) == 2
-    assert message in caplog.text and "Traceback" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.startswith("error: ")
 
 
-def test_missing_model_folder_is_a_clear_error(tmp_path, caplog):
+def test_missing_model_folder_is_a_clear_error(tmp_path, capsys):
     assert ldm(["sample", "--models", str(tmp_path / "none"), "--class", "1", "-o", str(tmp_path / "s")]) == 2
-    assert "model.safetensors: no such file" in caplog.text
+    assert "model.safetensors: no such file" in capsys.readouterr().err
 
 
 def test_upscale_any_image_tiled(models, tmp_path):

@@ -18,14 +18,8 @@ from flows import dvc
 from flows.cli import main
 from flows.pipeline import LOCK, workspace_lock
 from flows.report import metrics_rows
+from ldm.errors import InvalidInput
 from ldm.storage import S3Settings, open_store
-
-# The evaluate stage is being written; until stages/evaluate.py exists the evaluate flow runs this stand-in:
-# it reads the pulled release and writes a report at {metrics}, as the real command will.
-STAND_IN_EVALUATE = ("import json, pathlib, sys; release, out = map(pathlib.Path, sys.argv[1:3]); "
-                     "files = [p for p in release.rglob('*') if p.is_file()]; "
-                     "out.write_text(json.dumps({'files': len(files), 'fid': 12.5}))")
-
 
 def _sh(*args: str, cwd: Path) -> str:
     result = subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, timeout=600)
@@ -156,23 +150,43 @@ def test_stages_retry_transient_failures_only(prefect_harness, tmp_path, capsys)
     assert (attempts / "broken").read_text() == "x"  # a stage's own failure is not retried
 
 
-def test_evaluate_release_pulls_by_alias_and_reports(prefect_harness, tmp_path):
-    from flows.evaluate import evaluate_release
+def test_evaluate_release_runs_the_real_evaluate_stage_on_a_pulled_release(prefect_harness, ldm_inputs, root, tmp_path):
+    """Train tiny models, evaluate and publish them, pull the release by alias, evaluate it again: same numbers."""
+    from flows.evaluate import evaluate_command, evaluate_release
+    from stages import evaluate, train_ldm
+    from stages.params import parse_params
 
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "weights.bin").write_bytes(b"w" * 100)
-    store = tmp_path / "store"
-    open_store(str(store)).publish({"models/ldm": model}, "ldm", alias="prod", metrics={"metrics/evaluate.json:fid": 14.0})
+    quick = {"steps": 2, "batch_size": 8, "val_every": 2, "checkpoint_every": 2, "threads": 1}
+    fast = {"samples": 4, "batch_size": 4, "sr_samples": 2, "feature_extractor": "random-conv", "grid_images": 4,
+            "threads": 1, "sampling": {"steps": 2}, "sr_sampling": {"steps": 2}}
     workdir = tmp_path / "work"
-    workdir.mkdir()
-    if not (workdir / "stages" / "evaluate.py").exists():
-        with pytest.raises(ValueError, match="no stages/evaluate.py yet"):
-            evaluate_release(name="ldm", alias="prod", workdir=str(workdir), store=str(store))
-    result = evaluate_release(name="ldm", alias="prod", workdir=str(workdir), store=str(store),
-                              command=[sys.executable, "-c", STAND_IN_EVALUATE, "{release}", "{metrics}"])
-    assert result["version"] == 1 and result["metrics"] == {"files": 2.0, "fid": 12.5}  # weights + manifest.json
-    assert (Path(result["release_dir"]) / "models" / "ldm" / "weights.bin").read_bytes() == b"w" * 100
+    (workdir / "data").mkdir(parents=True)
+    for name in ("images", "pairs"):  # the data paths dvc.yaml's evaluate cmd names
+        shutil.copytree(ldm_inputs / name, workdir / "data" / name)
+    shutil.copy(root / "dvc.yaml", workdir / "dvc.yaml")
+    raw = {"data": {"resolution": 64, "shard_size": 40}, "train_ldm": quick, "train_sr": {"first_stage": "kl-f4-tiny"},
+           "evaluate": fast}
+    (workdir / "params.yaml").write_text(yaml.safe_dump(raw))
+    params = parse_params(raw)
+    models = tmp_path / "bundle" / "models"
+    shutil.copytree(ldm_inputs / "models" / "autoencoder", models / "autoencoder")
+    for section, name in (("train_ldm", "ldm"), ("train_sr", "ldm_sr")):
+        train_ldm.run(params, train_ldm.Paths(ldm_inputs / "latents", models / "autoencoder", models / name,
+                                              tmp_path / "ckpt" / name, tmp_path / f"{name}.json", tmp_path / f"{name}.csv", section))
+    published = evaluate.run(params, evaluate.Paths(models, workdir / "data" / "images", workdir / "data" / "pairs",
+                                                    tmp_path / "bundle" / "evaluate.json", tmp_path / "grids", tmp_path / "fid"))
+    store = tmp_path / "store"
+    open_store(str(store)).publish({"models": models, "metrics/evaluate.json": tmp_path / "bundle" / "evaluate.json"}, "ldm",
+                                   alias="prod", metrics={"metrics/evaluate.json:sr.psnr": published["sr"]["psnr"]})
+
+    assert evaluate_command(workdir)[:3] == ["python", "-m", "stages.evaluate"] and "{release}/models" in evaluate_command(workdir)
+    result = evaluate_release(name="ldm", alias="prod", workdir=str(workdir), store=str(store))
+    assert result["version"] == 1 and result["metrics"]["sr.psnr"] == published["sr"]["psnr"]  # the same seeds, the same number
+    assert result["metrics"]["ldm.samples"] == 4 and "ldm.fid" in result["metrics"]
+    pulled = Path(result["release_dir"])
+    assert (pulled / "evaluation" / "samples.png").is_file() and not (workdir / "reports").exists()  # grids beside the release
+    with pytest.raises(InvalidInput, match="has no 'evaluate' stage"):
+        evaluate_release(name="ldm", alias="prod", workdir=str(tmp_path / "bundle"), store=str(store))
 
 
 def test_serve_schedules_the_pipeline_with_a_cron(tmp_path, monkeypatch, capsys):
@@ -217,7 +231,7 @@ RELEASE_PATHS = ["models", "metrics", "reports"]
 # Small settings for a fast run; each applies only where the shipped params.yaml has the key.
 SMALL = {"download.embedded.train_crops": 96, "download.embedded.val_crops": 24, "degrade.grid_pairs": 4,
          "train_autoencoder.steps": 4, "train_autoencoder.val_every": 2, "train_autoencoder.checkpoint_every": 2,
-         "train_autoencoder.loss.decay_steps": 4, "evaluate.samples": 8, "evaluate.sampling.steps": 4,
+         "train_autoencoder.recipe.decay_steps": 4, "evaluate.samples": 8, "evaluate.sampling.steps": 4,
          "evaluate.sr_samples": 4, "evaluate.sr_sampling.steps": 4, "evaluate.feature_extractor": "random-conv",
          **{f"{s}.{k}": v for s in ("train_ldm", "train_sr") for k, v in
             {"steps": 4, "val_every": 2, "checkpoint_every": 2, "batch_size": 8}.items()}}

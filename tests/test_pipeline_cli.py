@@ -35,10 +35,10 @@ def repo(tmp_path_factory, root) -> Path:
 
 # The embedded default with training and sampling cut short: the DAG and its files, not the model quality.
 SHORT = {"train_autoencoder.steps": 40, "train_autoencoder.val_every": 40, "train_autoencoder.checkpoint_every": 40,
-         "train_autoencoder.loss.decay_steps": 40, "evaluate.samples": 8, "evaluate.sampling.steps": 5,
+         "train_autoencoder.recipe.decay_steps": 40, "evaluate.samples": 8, "evaluate.sampling.steps": 5,
          "evaluate.sr_samples": 4, "evaluate.sr_sampling.steps": 5, "evaluate.feature_extractor": "random-conv",
-         **{f"{s}.{k}": v for s in ("train_ldm", "train_sr") for k, v in
-            {"steps": 20, "val_every": 20, "checkpoint_every": 20, "batch_size": 16}.items()}}
+         # train_sr inherits these from train_ldm (it states only what differs)
+         **{f"train_ldm.{k}": v for k, v in {"steps": 20, "val_every": 20, "checkpoint_every": 20, "batch_size": 16}.items()}}
 
 
 def set_param(params: dict, dotted: str, value) -> None:
@@ -83,7 +83,7 @@ def test_repro_writes_shards_and_report(repo):
     assert abs(stats["scaled_std"] - 1.0) <= 0.02 and stats["first_batch"]["std"] > 0
     for name in ("ldm", "ldm_sr"):
         config = json.loads((repo / "models" / name / "config.json").read_text())
-        assert config["scale_factor"] == stats["scale_factor"]
+        assert config["model"]["scale_factor"] == stats["scale_factor"]
         assert json.loads((repo / "metrics" / f"{name}.json").read_text())["train"]["batches"] == 20
     evaluation = json.loads((repo / "metrics" / "evaluate.json").read_text())
     assert evaluation["ldm"]["samples"] == 8 and "fid" in evaluation["ldm"] and "psnr" in evaluation["sr"]
@@ -104,12 +104,27 @@ def test_metrics_show_reads_the_report(repo):
 
 
 def test_an_ldm_param_does_not_rerun_the_cache(repo):
-    params = _edit(repo, "train_ldm.loss.lr", 2.0e-3)
+    params = _edit(repo, "train_ldm.recipe.lr", 2.0e-3)
     try:
         stale = json.loads(_sh("dvc", "status", "--json", cwd=repo).stdout)
-        assert set(stale) == {"train_ldm"}
+        assert set(stale) == {"train_ldm", "train_sr"}  # train_sr inherits what it does not set
     finally:
         (repo / "params.yaml").write_text(params)
+
+
+@pytest.mark.parametrize("module,stale", [
+    ("ldm/data/schema.py", {"download", "degrade", "train_autoencoder", "cache_latents", "train_ldm", "train_sr", "evaluate"}),
+    ("stages/params/base.py", {"download", "degrade", "train_autoencoder", "cache_latents", "train_ldm", "train_sr", "evaluate"}),
+    ("ldm/latent_diffusion/unet.py", {"train_ldm", "train_sr", "evaluate"}),
+])
+def test_an_edit_to_code_a_stage_runs_makes_it_stale(repo, module, stale):
+    path = repo / module
+    old = path.read_text()
+    path.write_text(old + "\n# an edit\n")
+    try:
+        assert set(json.loads(_sh("dvc", "status", "--json", cwd=repo).stdout)) == stale
+    finally:
+        path.write_text(old)
 
 
 def test_an_unrelated_param_does_not_rerun_download(repo):

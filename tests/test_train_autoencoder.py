@@ -21,7 +21,7 @@ from stages.train_autoencoder import Paths, run
 
 DATA = {"resolution": 32, "shard_size": 30}
 SHORT = {"steps": 6, "batch_size": 8, "val_every": 3, "checkpoint_every": 3, "threads": 1, "grid_images": 4,
-         "loss": {"decay_steps": 6}}
+         "recipe": {"decay_steps": 6}}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -54,8 +54,8 @@ def test_kl_stage_writes_weights_config_metrics_grid_and_curve(images, tmp_path)
     assert len(metrics["latent"]["std_per_channel"]) == 3
     assert "lpips" in metrics["skipped"] and metrics["lineage"]["inputs_sha256"]["images"]
     assert "weights-inception-2015-12-05-6726825d.pth" in metrics["skipped"]["rfid"]
-    model, config = load_autoencoder(tmp_path / "model")
-    assert config["preset"] == "kl-f4-tiny" and config["resolution"] == 32 and config["data_sha256"]
+    model, card = load_autoencoder(tmp_path / "model")
+    assert card.preset == "kl-f4-tiny" and card.resolution == 32 and card.data_sha256
     assert set(load_file(str(tmp_path / "model" / "model.safetensors"))) == set(model.state_dict())
     rows = list(csv.DictReader((tmp_path / "loss.csv").open()))
     assert rows and {"step", "loss", "rec"} == set(rows[0])
@@ -69,11 +69,11 @@ def test_vq_trains_through_the_same_stage_by_one_param(images, tmp_path):
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(images, tmp_path):
-    _run(images, tmp_path, steps=3, loss={"decay_steps": 6})  # stands for a run cut off after 3 batches
+    _run(images, tmp_path, steps=3, recipe={"decay_steps": 6})  # stands for a run cut off after 3 batches
     assert (tmp_path / "ckpt" / "last.ckpt").is_file()
-    resumed = _run(images, tmp_path, steps=6, loss={"decay_steps": 6})
+    resumed = _run(images, tmp_path, steps=6, recipe={"decay_steps": 6})
     assert resumed["train"]["resumed_from"] is None  # other steps: other settings, a fresh start
-    again = _run(images, tmp_path, steps=6, loss={"decay_steps": 6})
+    again = _run(images, tmp_path, steps=6, recipe={"decay_steps": 6})
     assert again["train"]["resumed_from"].endswith("last.ckpt") and again["train"]["batches"] == 6
 
 
@@ -102,19 +102,19 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(images, tmp_path):
     from stages.train_autoencoder import StageError
 
     with pytest.raises(StageError, match="last good checkpoint is .*last.ckpt"):
-        _run(images, tmp_path, checkpoint_every=1, loss={"decay_steps": 6, "lr": 1.0e30})  # diverges after a step
+        _run(images, tmp_path, checkpoint_every=1, recipe={"decay_steps": 6, "lr": 1.0e30})  # diverges after a step
     assert (tmp_path / "ckpt" / "last.ckpt").is_file() and not (tmp_path / "model").exists()
 
 
 def _params_file(tmp_path: Path, perceptual: float) -> Path:
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump({"data": DATA, "train_autoencoder": {**SHORT, "vgg_weights": str(tmp_path / "nope.pth"),
-                                                                        "loss": {"perceptual_weight": perceptual}}}))
+                                                                        "recipe": {"perceptual_weight": perceptual}}}))
     return path
 
 
 def test_health_warns_on_a_collapsed_latent(images, tmp_path):
-    from stages.autoencoder_report import _scale_warnings
+    from ldm.autoencoder.report import _scale_warnings
 
     assert any("outside" in w for w in _scale_warnings(50.0, torch.ones(3)))
     assert any("carry no information" in w for w in _scale_warnings(1.0, torch.tensor([1.0, 0.0, 1.0])))

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
 
 from ldm.conditioning import load_tokenizer
-from ldm.unet import from_safetensors_payload
+from ldm.errors import InvalidInput
+from ldm.latent_diffusion import load_ldm
 from stages.params import parse_params
-from stages.train_ldm import Paths, StageError, run
+from stages.train_ldm import Paths, run
 
 DATA = {"resolution": 64, "shard_size": 40}  # as conftest.ldm_inputs
 SHORT = {"steps": 12, "batch_size": 8, "val_every": 12, "checkpoint_every": 12, "threads": 1, "shuffle_buffer": 50}
@@ -34,31 +33,25 @@ def cache(ldm_inputs) -> Path:
 def _run(cache: Path, out: Path, section: str = "train_ldm", autoencoder: Path | None = None, **overrides) -> dict:
     params = parse_params({"data": DATA, section: {**SHORT, **overrides}})
     paths = Paths(cache / "latents", autoencoder or cache / "models" / "autoencoder", out / "model", out / "ckpt", out / "metrics.json",
-                  out / "loss.csv")
-    return run(params, paths, section)
+                  out / "loss.csv", section)
+    return run(params, paths)
 
 
 def test_class_model_trains_and_saves_the_scale_factor(cache, tmp_path):
     metrics = _run(cache, tmp_path)
     stats = json.loads((cache / "latents" / "stats.json").read_text())
-    assert metrics["train"]["batches"] == 12 and metrics["scale_factor"] == stats["scale_factor"]
+    assert metrics["train"]["batches"] == 12 and "scale_factor" not in metrics  # the model's config holds it, once
     config = json.loads((tmp_path / "model" / "config.json").read_text())
-    assert config["scale_factor"] == stats["scale_factor"] and config["weights"] == "ema"
-    assert config["ldm"]["conditioning"]["kind"] == "class" and config["ldm"]["diffusion"]["linear_start"] == 0.0015
-    with safe_open(str(tmp_path / "model" / "model.safetensors"), "pt") as f:
-        metadata = f.metadata()
-    assert float(metadata["scale_factor"]) == stats["scale_factor"]
+    assert config["model"]["scale_factor"] == stats["scale_factor"] and config["weights"] == "ema"
+    assert config["model"]["conditioning"]["kind"] == "class" and config["model"]["diffusion"]["linear_start"] == 0.0015
+    assert load_ldm(tmp_path / "model").scale_factor == stats["scale_factor"]
     assert (tmp_path / "loss.csv").read_text().startswith("step,loss")
     assert "val/loss" in metrics["val"] and "val/loss_ema" in metrics["val"]
 
 
 def test_saved_model_round_trips(cache, tmp_path):
     _run(cache, tmp_path)
-    path = tmp_path / "model" / "model.safetensors"
-    with safe_open(str(path), "pt") as f:
-        metadata = f.metadata()
-    model = from_safetensors_payload(load_file(str(path)), metadata).eval()
-    again = from_safetensors_payload(load_file(str(path)), metadata).eval()
+    model, again = load_ldm(tmp_path / "model").model, load_ldm(tmp_path / "model").model
     g = torch.Generator().manual_seed(0)
     xt, t, cls = torch.randn(2, 3, 16, 16, generator=g), torch.tensor([10, 900]), torch.tensor([0, 3])
     with torch.no_grad():
@@ -68,34 +61,35 @@ def test_saved_model_round_trips(cache, tmp_path):
 def test_super_resolution_trains_on_pairs(cache, tmp_path):
     metrics = _run(cache, tmp_path, "train_sr", first_stage="kl-f4-tiny")
     config = json.loads((tmp_path / "model" / "config.json").read_text())
-    assert config["ldm"]["conditioning"]["kind"] == "concat" and config["section"] == "train_sr"
+    assert config["model"]["conditioning"]["kind"] == "concat" and list(config["lineage"]["params"]) == ["train_sr"]
+    assert config["sr_scale"] == 4
     assert metrics["train"]["batches"] == 12
 
 
 def test_text_model_learns_a_vocabulary_from_the_captions(cache, tmp_path):
-    _run(cache, tmp_path, preset="tiny-txt", loss={"p_uncond": 0.1})
+    _run(cache, tmp_path, preset="tiny-txt", recipe={"p_uncond": 0.1})
     tokenizer = load_tokenizer(tmp_path / "model" / "tokenizer")
     assert 10 < len(tokenizer) <= 1000
 
 
 def test_first_stage_mismatch_names_both_sides(cache, tmp_path):
-    with pytest.raises(StageError, match="pairs with autoencoder 'vq-f4-tiny'.*'kl-f4-tiny'"):
+    with pytest.raises(InvalidInput, match="pairs with autoencoder 'vq-f4-tiny'.*'kl-f4-tiny'"):
         _run(cache, tmp_path, "train_sr", first_stage="")  # the preset's own: vq-f4-tiny
 
 
 def test_another_autoencoder_than_the_cache_is_refused(cache, tmp_path, save_autoencoder):
     other = save_autoencoder(tmp_path / "other-autoencoder", "kl-f4-tiny", seed=1)
-    with pytest.raises(StageError, match="re-run `dvc repro cache_latents`"):
+    with pytest.raises(InvalidInput, match="re-run `dvc repro cache_latents`"):
         _run(cache, tmp_path, autoencoder=other)
 
 
 def test_class_ids_out_of_range_are_refused(cache, tmp_path):
-    with pytest.raises(StageError, match=r"set train_ldm.n_classes: \d+"):
+    with pytest.raises(InvalidInput, match=r"set train_ldm.n_classes: \d+"):
         _run(cache, tmp_path, n_classes=2)
 
 
 def test_latent_shape_mismatch_names_both(cache, tmp_path):
-    with pytest.raises(StageError, match=r"expects latents \(4, 32, 32\).*holds \(3, 16, 16\)"):
+    with pytest.raises(InvalidInput, match=r"expects latents \(4, 32, 32\).*holds \(3, 16, 16\)"):
         _run(cache, tmp_path, preset="lsun-churches-ldm8", first_stage="kl-f4-tiny")
 
 
@@ -105,4 +99,5 @@ def test_missing_stats_is_a_clear_error(cache, tmp_path):
     (bare / "stats.json").unlink()
     params = parse_params({"data": DATA, "train_ldm": SHORT})
     with pytest.raises(FileNotFoundError, match="dvc repro cache_latents"):
-        run(params, Paths(bare, cache / "models" / "autoencoder", tmp_path / "m", tmp_path / "c", tmp_path / "x.json", tmp_path / "l.csv"))
+        run(params, Paths(bare, cache / "models" / "autoencoder", tmp_path / "m", tmp_path / "c", tmp_path / "x.json", tmp_path / "l.csv",
+                         "train_ldm"))

@@ -1,4 +1,4 @@
-"""The UNet denoiser, LDM presets and their paper parameter counts, safetensors round trip (ldm.unet)."""
+"""The UNet denoiser, LDM presets and their paper parameter counts, model folder round trip (ldm.latent_diffusion)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,19 @@ import dataclasses
 
 import pytest
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from ldm.unet import (
+from ldm.latent_diffusion import (
+    LatentDiffusionModel,
+    LDMCard,
     LDMConfig,
     UNet,
     UNetConfig,
     build_ldm,
-    from_safetensors_payload,
+    load_ldm,
     preset_config,
-    presets,
-    to_safetensors_payload,
+    preset_names,
+    save_ldm,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -76,7 +77,7 @@ def test_preset_details_follow_the_paper():
 
 
 def test_presets_list_and_unknown_name():
-    names = presets()
+    names = preset_names()
     assert set(PAPER_COUNTS) <= set(names)
     assert {"tiny-cond", "tiny-txt", "tiny-sr"} <= set(names)
     with pytest.raises(ValueError, match="known presets"):
@@ -136,16 +137,6 @@ def test_timestep_changes_the_output():
     assert not torch.allclose(out[0], out[1], atol=1e-4)
 
 
-def test_class_labels_through_the_timestep_embedding():
-    unet = UNet(_small_unet(num_classes=4))
-    _randomise(unet)
-    x = torch.randn(1, 3, 8, 8).repeat(2, 1, 1, 1)
-    out = unet(x, torch.tensor([7, 7]), y=torch.tensor([0, 3]))
-    assert not torch.allclose(out[0], out[1], atol=1e-4)
-    with pytest.raises(ValueError, match="num_classes"):
-        unet(x, torch.tensor([7, 7]))
-
-
 def test_new_unet_predicts_zero_from_zero_initialised_output():
     out = UNet(_small_unet())(torch.randn(2, 3, 8, 8), torch.tensor([0, 1]))
     assert torch.count_nonzero(out) == 0
@@ -185,16 +176,14 @@ def test_ldm_config_round_trips_through_plain_data_and_checks_channels():
 
 
 @pytest.mark.parametrize("name", ["tiny-cond", "tiny-sr"])
-def test_safetensors_round_trip(tmp_path, name):
-    model = build_ldm(name)
+def test_model_folder_round_trip(tmp_path, name):
+    model = LatentDiffusionModel(dataclasses.replace(preset_config(name), scale_factor=0.8))
     _randomise(model, seed=3)
-    tensors, metadata = to_safetensors_payload(model, scale_factor=0.8)
-    path = tmp_path / "model.safetensors"
-    save_file(tensors, str(path), metadata=metadata)
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata()
-    assert float(meta["scale_factor"]) == 0.8
-    loaded = from_safetensors_payload(load_file(str(path)), meta)
+    save_ldm(tmp_path / "model", model, LDMCard(model=model.config, preset=name))
+    assert set(load_file(str(tmp_path / "model" / "model.safetensors"))) == set(model.state_dict())
+    restored = load_ldm(tmp_path / "model")
+    assert restored.scale_factor == 0.8 and restored.card.preset == name
+    loaded = restored.model
     assert loaded.config == model.config
     sd_a, sd_b = model.state_dict(), loaded.state_dict()
     assert sd_a.keys() == sd_b.keys() and all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)

@@ -1,4 +1,4 @@
-"""Lightning training of an LDM: loss goes down, EMA lags, seeded, conditions handled (ldm.unet.lightning_module)."""
+"""Lightning training of an LDM: loss goes down, EMA lags, seeded, conditions handled (ldm.latent_diffusion.lightning_module)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch
 
 from ldm.conditioning import ConditioningConfig, train_wordpiece
 from ldm.diffusion import DiffusionConfig
-from ldm.unet import LDMConfig, UNetConfig, build_ldm, preset_config
-from ldm.unet.lightning_module import LDMTrainingModule, TrainConfig, ema_decay_at
+from ldm.latent_diffusion import LDMConfig, UNetConfig, build_ldm, preset_config
+from ldm.latent_diffusion.lightning_module import LDMTrainingModule, TrainConfig, ema_decay_at
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -45,8 +45,8 @@ def _batch(kind: str = "class", n: int = 8) -> dict:
     g = torch.Generator().manual_seed(0)
     base = torch.randn(4, 3, 8, 8, generator=g)  # one pattern per class
     labels = torch.arange(n) % 4
-    batch = {"z": base[labels] + 0.1 * torch.randn(n, 3, 8, 8, generator=g), "cls": labels}
-    batch["txt"] = [["a red cat", "a blue dog", "snow", ""][int(c)] for c in labels]
+    batch = {"z": base[labels] + 0.1 * torch.randn(n, 3, 8, 8, generator=g), "label": labels}
+    batch["caption"] = [["a red cat", "a blue dog", "snow", ""][int(c)] for c in labels]
     batch["lr"] = torch.rand(n, 3, 4, 4, generator=g) * 2 - 1
     return batch
 
@@ -116,14 +116,14 @@ def test_step_condition_dropout_uses_null_class_and_empty_prompt():
     batch = _batch(n=400)
     labels = module.condition(batch, torch.Generator().manual_seed(0))
     assert (labels == 4).float().mean().item() == pytest.approx(0.5, abs=0.1)
-    assert torch.equal(module.condition(batch, None), batch["cls"])  # no generator: no dropout (validation)
+    assert torch.equal(module.condition(batch, None), batch["label"])  # no generator: no dropout (validation)
 
     captions = ["a red cat", "a blue dog", "snow"] * 20
     tok = train_wordpiece(captions, 40)
     text = LDMTrainingModule(build_ldm(_micro("text")), TrainConfig(p_uncond=0.5, ema_decay=0.0), tokenizer=tok)
     ids = text.condition(batch, torch.Generator().manual_seed(0))
     empty = (ids[:, 1] == tok.sep_token_id)  # "[CLS] [SEP] [PAD]..." is the empty prompt
-    real_empty = torch.tensor([c == "" for c in batch["txt"]])
+    real_empty = torch.tensor([c == "" for c in batch["caption"]])
     assert ids.shape == (400, 8)
     assert (empty & ~real_empty).float().sum() / (~real_empty).float().sum() == pytest.approx(0.5, abs=0.1)
 

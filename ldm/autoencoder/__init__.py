@@ -1,56 +1,16 @@
 """First-stage autoencoders of latent diffusion (KL- and VQ-regularized, Appendix F)."""
 
-from ldm.autoencoder.checkpoint import load_autoencoder
-from ldm.autoencoder.config import AutoencoderConfig
-from ldm.autoencoder.discriminator import PatchDiscriminator
-from ldm.autoencoder.distributions import DiagonalGaussian
-from ldm.autoencoder.health import (
-    dead_code_fraction,
-    latent_channel_stats,
-    latent_scale_factor,
-    psnr,
-    ssim,
-)
-from ldm.autoencoder.losses import (
-    MissingWeightsError,
-    adaptive_weight,
-    adaptive_weight_from_norms,
-    build_lpips,
-    default_vgg_path,
-    hinge_d_loss,
-    hinge_g_loss,
-    reconstruction_loss,
-)
-from ldm.autoencoder.model import Autoencoder, AutoencoderOutput, Decoder, Encoder, build_autoencoder
-from ldm.autoencoder.presets import preset_config, presets
-from ldm.autoencoder.quantize import QuantizerOutput, VectorQuantizer, perplexity
+from ldm.lazy import lazy_exports
 
-__all__ = [
-    "Autoencoder",
-    "AutoencoderConfig",
-    "AutoencoderOutput",
-    "Decoder",
-    "DiagonalGaussian",
-    "Encoder",
-    "MissingWeightsError",
-    "PatchDiscriminator",
-    "QuantizerOutput",
-    "VectorQuantizer",
-    "adaptive_weight",
-    "adaptive_weight_from_norms",
-    "build_autoencoder",
-    "build_lpips",
-    "dead_code_fraction",
-    "default_vgg_path",
-    "hinge_d_loss",
-    "hinge_g_loss",
-    "latent_channel_stats",
-    "latent_scale_factor",
-    "load_autoencoder",
-    "perplexity",
-    "preset_config",
-    "presets",
-    "psnr",
-    "reconstruction_loss",
-    "ssim",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "checkpoint": ("load_autoencoder", "save_autoencoder"),
+    "config": ("AutoencoderConfig",),
+    "discriminator": ("PatchDiscriminator",),
+    "distributions": ("DiagonalGaussian",),
+    "health": ("dead_code_fraction", "latent_channel_stats", "latent_scale_factor"),
+    "losses": ("MissingWeightsError", "adaptive_weight", "adaptive_weight_from_norms", "build_lpips", "default_vgg_path",
+               "hinge_d_loss", "hinge_g_loss", "reconstruction_loss"),
+    "model": ("Autoencoder", "AutoencoderOutput", "Decoder", "Encoder", "build_autoencoder"),
+    "presets": ("preset_config", "preset_names"),
+    "quantize": ("QuantizerOutput", "VectorQuantizer", "perplexity"),
+})

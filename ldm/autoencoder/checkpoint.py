@@ -1,27 +1,70 @@
-"""A trained autoencoder from its folder: `model.safetensors` + `config.json` (as stage train_autoencoder writes)."""
+"""A trained autoencoder's folder: `model.safetensors` + `config.json` (the card), written and read here only."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from ldm.autoencoder.config import AutoencoderConfig
 from ldm.autoencoder.model import Autoencoder
+from ldm.config import Config
+from ldm.data.shards import AtomicFolder, sha256_file
+from ldm.errors import InputNotFound, InvalidInput
+
+WEIGHTS, CARD = "model.safetensors", "config.json"
 
 
-def load_autoencoder(folder: str | Path) -> tuple[Autoencoder, dict[str, Any]]:
-    """(model in eval mode, its config.json) from `folder`; FileNotFoundError naming what is missing."""
+@dataclass(frozen=True)
+class AutoencoderCard(Config):
+    """config.json of an autoencoder folder: the model config and where the weights came from."""
+
+    section = "autoencoder config.json"
+
+    model: AutoencoderConfig
+    preset: str = ""
+    resolution: int = 0  # training crop side in pixels; 0: unknown (an imported model)
+    data_sha256: str = ""
+    lineage: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def downsample_factor(self) -> int:
+        """f: image side / latent side."""
+        return self.model.downsample_factor
+
+
+def save_autoencoder(folder: str | Path, model: Autoencoder, card: AutoencoderCard) -> None:
+    """Write weights and card into `folder` atomically (the folder appears only when complete)."""
+    with AtomicFolder(folder) as staging:
+        tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(tensors, str(staging / WEIGHTS), metadata={"preset": card.preset})
+        (staging / CARD).write_text(json.dumps(card.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def load_autoencoder(folder: str | Path) -> tuple[Autoencoder, AutoencoderCard]:
+    """(model in eval mode, its card) from `folder`; errors name the missing or wrong file."""
     folder = Path(folder)
-    weights, config_file = folder / "model.safetensors", folder / "config.json"
-    for path in (weights, config_file):
+    weights, card_file = folder / WEIGHTS, folder / CARD
+    for path in (weights, card_file):
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such file; train the autoencoder first (dvc repro train_autoencoder)")
-    config = json.loads(config_file.read_text())
-    if "model" not in config:
-        raise ValueError(f"{config_file}: has no 'model' section; was it written by stage train_autoencoder?")
-    model = Autoencoder(AutoencoderConfig.from_dict(config["model"]))
+            raise InputNotFound(f"{path}: no such file; train the autoencoder first (dvc repro train_autoencoder)")
+    data = json.loads(card_file.read_text())
+    if "model" not in data:
+        raise InvalidInput(f"{card_file}: has no 'model' section; was it written by stage train_autoencoder?")
+    try:
+        card = AutoencoderCard.from_dict(data)
+    except ValueError as exc:
+        raise InvalidInput(f"{card_file}: {exc}") from None
+    model = Autoencoder(card.model)
     model.load_state_dict(load_file(str(weights)), strict=True)
-    return model.eval().requires_grad_(False), config
+    return model.eval().requires_grad_(False), card
+
+
+def autoencoder_sha256(folder: str | Path) -> str:
+    """One hash for a trained autoencoder: its weights and its card."""
+    folder = Path(folder)
+    return hashlib.sha256("".join(sha256_file(folder / name) for name in (WEIGHTS, CARD)).encode()).hexdigest()

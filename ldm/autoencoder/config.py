@@ -9,17 +9,19 @@ at any input size.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, get_args
+from typing import Literal, get_args
+
+from ldm.config import Config
 
 Kind = Literal["kl", "vq"]
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class AutoencoderConfig:
+class AutoencoderConfig(Config):
     """Hyperparameters of a KL- or VQ-regularized autoencoder."""
+
+    section = "autoencoder"
 
     kind: Kind
     ch: int = 128  # base channel count
@@ -85,55 +87,3 @@ class AutoencoderConfig:
             raise ValueError("autoencoder.n_embed is a VQ setting; set it to 0 for kind 'kl'")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"autoencoder.dropout must be in [0, 1), got {self.dropout}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-data form (lists, not tuples) for JSON next to the weights."""
-        data = dataclasses.asdict(self)
-        data["ch_mult"] = list(self.ch_mult)
-        data["attn_levels"] = list(self.attn_levels)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AutoencoderConfig:
-        """Strict load: an unknown key or a wrong type is an error naming the key."""
-        if "kind" not in data:
-            raise ValueError("autoencoder: missing required key 'kind' ('kl' or 'vq')")
-        return load_strict(cls, data, "autoencoder")
-
-
-def load_strict(cls: type[T], data: dict[str, Any], section: str) -> T:
-    """Build a frozen config dataclass from plain data, rejecting unknown keys and wrong types."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ValueError(f"{section}: unknown key(s) {unknown}; known keys are {sorted(fields)}")
-    for key, value in data.items():
-        default = fields[key].default
-        if isinstance(default, str) or default is dataclasses.MISSING:
-            continue  # Literal fields are checked by the class itself
-        if not _fits(value, default):
-            raise ValueError(f"{section}.{key} must be {_describe(default)}, got {value!r}")
-    return cls(**data)
-
-
-def _fits(value: Any, default: Any) -> bool:
-    """Whether value has the type of the field whose default is `default`."""
-    if isinstance(default, tuple):
-        element = default[0] if default else 0  # an empty default tuple holds integers
-        return isinstance(value, (list, tuple)) and all(_fits(v, element) for v in value)
-    if isinstance(default, bool):
-        return isinstance(value, bool)
-    if isinstance(default, int):
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _describe(default: Any) -> str:
-    if isinstance(default, tuple):
-        is_int = not default or isinstance(default[0], int)
-        return "a list of integers" if is_int else "a list of numbers"
-    if isinstance(default, bool):
-        return "true or false"
-    if isinstance(default, int):
-        return "an integer"
-    return "a number (in YAML write 1.0e-4, not 1e-4)"

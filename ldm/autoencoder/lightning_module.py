@@ -17,14 +17,15 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ldm.autoencoder.config import AutoencoderConfig
-from ldm.autoencoder.train_config import CpuRecipe, TrainConfig, cpu_train_config  # noqa: F401  (re-exported)
 from ldm.autoencoder.discriminator import PatchDiscriminator
-from ldm.autoencoder.health import psnr
 from ldm.autoencoder.losses import adaptive_weight, hinge_d_loss, hinge_g_loss, reconstruction_loss
 from ldm.autoencoder.model import Autoencoder, AutoencoderOutput
+from ldm.autoencoder.train_config import CpuRecipe, TrainConfig, cpu_train_config  # noqa: F401  (re-exported)
+from ldm.errors import UserError
+from ldm.metrics.quality import psnr
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
     """A training loss became NaN or inf: stop and keep the last good checkpoint."""
 
 
@@ -186,9 +187,9 @@ class AutoencoderModule(pl.LightningModule):
             scheduler.step()
 
     def _lr_factor(self, batch: int) -> float:
-        """Cosine decay from 1 to 0 over `decay_steps` batches (1 throughout when it is 0)."""
+        """Cosine decay from 1 to 0 over `decay_steps` batches."""
         n = self.train_config.decay_steps
-        return 1.0 if n == 0 else 0.5 * (1.0 + math.cos(math.pi * min(batch, n) / n))
+        return 0.5 * (1.0 + math.cos(math.pi * min(batch, n) / n))
 
     def configure_optimizers(self) -> Any:
         """Adam (betas 0.5, 0.9) for the autoencoder and, if used, the discriminator."""
@@ -199,8 +200,10 @@ class AutoencoderModule(pl.LightningModule):
             optimizers.append(
                 torch.optim.Adam(self.discriminator.parameters(), lr=tc.disc_lr or tc.lr, betas=betas)
             )
-        if tc.decay_steps == 0:
+        if tc.lr_decay == "constant":
             return optimizers
+        if tc.decay_steps < 1:
+            raise ValueError("train.lr_decay 'cosine' needs decay_steps >= 1; call TrainConfig.resolved(steps) first")
         # Stepped once per batch in training_step (manual optimization).
         return optimizers, [torch.optim.lr_scheduler.LambdaLR(opt, self._lr_factor) for opt in optimizers]
 

@@ -12,10 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ldm.errors import UserError
+
 VGG16_FILE = "vgg16-397923af.pth"  # torchvision's ImageNet VGG16, what lpips downloads
 
 
-class MissingWeightsError(FileNotFoundError):
+class MissingWeightsError(UserError, FileNotFoundError):
     """Pretrained weights needed offline are not on disk."""
 
 

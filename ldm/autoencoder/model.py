@@ -151,6 +151,11 @@ class Autoencoder(nn.Module):
             return DiagonalGaussian(moments)
         return moments
 
+    def encode_mode(self, x: torch.Tensor) -> torch.Tensor:
+        """x [N x C x H x W] -> the deterministic latent z [N x D x H/f x W/f]: KL's posterior mode, VQ's z before quantization."""
+        encoded = self.encode(x)
+        return encoded.mode() if isinstance(encoded, DiagonalGaussian) else encoded
+
     def quantize(self, z: torch.Tensor) -> QuantizerOutput:
         """Nearest-code quantization of a VQ latent [N x D x h x w]."""
         if self.quantizer is None:
@@ -180,7 +185,7 @@ class Autoencoder(nn.Module):
 
 
 def build_autoencoder(name_or_config: str | AutoencoderConfig) -> Autoencoder:
-    """An autoencoder from a preset name (see `presets()`) or a config."""
+    """An autoencoder from a preset name (see `preset_names()`) or a config."""
     config = preset_config(name_or_config) if isinstance(name_or_config, str) else name_or_config
     if not isinstance(config, AutoencoderConfig):
         raise TypeError(f"expected a preset name or AutoencoderConfig, got {type(name_or_config).__name__}")

@@ -44,7 +44,7 @@ _PRESETS: dict[str, AutoencoderConfig] = {
 }
 
 
-def presets() -> list[str]:
+def preset_names() -> list[str]:
     """Names of the known presets."""
     return list(_PRESETS)
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Literal
 
-from ldm.autoencoder.config import load_strict
+from ldm.config import Config, check_literals
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Config):
     """Optimisation and loss weights of autoencoder training (reference values as defaults)."""
+
+    section = "train"
 
     lr: float = 4.5e-6  # the reference scales its base lr by batch size x GPUs
     disc_lr: float = 0.0  # 0: same as lr
@@ -28,9 +31,11 @@ class TrainConfig:
     sample_posterior: bool = True  # KL: decode a posterior sample, not its mean
     vq_restart_every: int = 0  # VQ: restart unused codes every this many batches; 0: off
     seed: int = 0  # posterior sampling and code restarts
-    decay_steps: int = 0  # cosine decay of both lrs to 0 over this many batches; 0: constant lr
+    lr_decay: Literal["constant", "cosine"] = "constant"  # cosine: both lrs decay to 0 over decay_steps batches
+    decay_steps: int = 0  # cosine: batches to decay over; 0: all of the run's batches (see `resolved`)
 
     def __post_init__(self) -> None:
+        check_literals(self, "train")
         for name in ("lr", "disc_lr", "kl_weight", "codebook_weight", "perceptual_weight",
                      "disc_weight", "grad_clip", "disc_start", "vq_restart_every", "decay_steps"):
             if getattr(self, name) < 0:
@@ -43,10 +48,12 @@ class TrainConfig:
         if self.disc_layers < 1 or self.disc_channels < 1:
             raise ValueError("train.disc_layers and train.disc_channels must be >= 1")
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], section: str = "train") -> TrainConfig:
-        """Strict load: an unknown key or a wrong type is an error naming the key."""
-        return load_strict(cls, data, section)
+
+    def resolved(self, steps: int) -> TrainConfig:
+        """This config for a run of `steps` batches: a cosine decay with decay_steps 0 spans the whole run."""
+        if self.lr_decay == "cosine" and self.decay_steps == 0:
+            return dataclasses.replace(self, decay_steps=steps)
+        return self
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,7 @@ def cpu_train_config() -> CpuRecipe:
         # init) only slows a short run down (+1 dB at 300 steps without it).
         sample_posterior=False,
         # A short run ends better on a decayed lr than on the noisy constant one.
-        decay_steps=STEPS,
+        lr_decay="cosine",
         seed=0,
     )
     return CpuRecipe(train=train, batch_size=16, steps=STEPS)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from ldm.diffusion.config import check_literals, load_config, to_plain
+from ldm.config import Config, check_literals
 
 ConditioningKind = Literal["none", "class", "text", "concat"]
 
 
 @dataclass(frozen=True)
-class ConditioningConfig:
+class ConditioningConfig(Config):
     """Conditioning of an LDM: none, a class token, a text transformer, or spatial concat."""
+
+    section = "conditioning"
 
     kind: ConditioningKind = "none"
     # class: one embed_dim token per class (Sec. 4.1: 512), plus a null class
@@ -57,12 +59,3 @@ class ConditioningConfig:
     def extra_in_channels(self) -> int:
         """Channels joined to the latent at the UNet input (concat only)."""
         return sum(self.concat_channels) if self.kind == "concat" else 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON next to the weights."""
-        return to_plain(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ConditioningConfig:
-        """Strict load: unknown keys and wrong types are errors naming the key."""
-        return load_config(cls, data, "conditioning")

@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from ldm.conditioning.config import ConditioningConfig
+
 
 class ClassEmbedder(nn.Module):
     """One learnable embedding per class as a single token; row n_classes is the null class (CFG)."""
@@ -106,3 +108,17 @@ class ConcatConditioner(nn.Module):
                 x = F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False)
             parts.append(x)
         return torch.cat(parts, dim=1)  # (N, sum C_k, h, w)
+
+
+def build_conditioner(config: ConditioningConfig) -> nn.Module | None:
+    """The encoder for config.kind: None, ClassEmbedder, TextTransformer or ConcatConditioner."""
+    if config.kind == "none":
+        return None
+    if config.kind == "class":
+        return ClassEmbedder(config.n_classes, config.embed_dim)
+    if config.kind == "text":
+        return TextTransformer(config.vocab_size, config.max_seq_len, config.dim, config.depth,
+                               config.heads, config.dim_head, config.mlp_mult)
+    if config.kind == "concat":
+        return ConcatConditioner(config.concat_keys, config.concat_channels)
+    raise ValueError(f"conditioning.kind {config.kind!r} is not handled")

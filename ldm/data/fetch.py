@@ -21,11 +21,12 @@ from pathlib import Path
 
 from ldm.data.folder import DataError
 from ldm.data.shards import sha256_file
+from ldm.errors import UserError
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-class ChecksumMismatch(RuntimeError):
+class ChecksumMismatch(UserError, RuntimeError):
     """A downloaded file's sha256 differs from the manifest's."""
 
 

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ldm.data.images import IMAGE_EXTENSIONS
+from ldm.errors import UserError
 
 UNLABELLED = "unlabelled"
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A dataset source that cannot be read at all; the message says what to fix."""
 
 

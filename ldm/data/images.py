@@ -13,10 +13,12 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ldm.errors import UserError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
-class BadImage(ValueError):
+class BadImage(UserError, ValueError):
     """An input that cannot become a training image; the message is the reason."""
 
 

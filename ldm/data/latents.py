@@ -1,9 +1,9 @@
 """Streaming cached latents into LDM training batches.
 
-A latent shard sample `KEY` holds `latent.npy` ([C x h x w], fp16 or fp32, unscaled),
-`cls`, `txt`, `json` and, for super-resolution pairs, `lr.png`. Batches are dicts
-that `ldm.unet.LDMTrainingModule` reads: "z" [N x C x h x w] already multiplied by
-the scale factor, "cls" [N] long, "txt" list[str], and "lr" [N x 3 x H x W] in [-1, 1].
+Latent shards hold `LatentSample`s (ldm.data.schema). Batches are dicts that
+`ldm.latent_diffusion.LDMTrainingModule` reads: "z" [N x C x h x w] already
+multiplied by the scale factor, "label" [N] long, "caption" list[str] and, for
+super-resolution pairs, "lr" [N x 3 x H x W] in [-1, 1] (the concat key).
 """
 
 from __future__ import annotations
@@ -18,17 +18,19 @@ import webdataset as wds
 from torch.utils.data import default_collate
 
 from ldm.data.loader import raw_samples, to_tensor
+from ldm.data.schema import LatentSample, RawSample
 
 
-def latent_sample(sample: dict[str, Any], scale_factor: float) -> dict[str, Any]:
-    """One decoded shard sample -> {"z", "cls", "txt"[, "lr"]} (see the module docstring)."""
+def latent_sample(raw: RawSample, scale_factor: float) -> dict[str, Any]:
+    """One raw shard sample -> {"z", "label", "caption"[, "lr"]} (see the module docstring)."""
+    sample = LatentSample.decode(raw)
     out: dict[str, Any] = {
-        "z": torch.from_numpy(np.asarray(sample["latent.npy"], dtype=np.float32)) * scale_factor,  # (C, h, w)
-        "cls": int(sample["cls"]),
-        "txt": sample["txt"],
+        "z": torch.from_numpy(np.asarray(sample.latent, dtype=np.float32)) * scale_factor,  # (C, h, w)
+        "label": sample.label,
+        "caption": sample.caption,
     }
-    if "lr.png" in sample:
-        out["lr"] = to_tensor(sample["lr.png"])  # (3, H, W)
+    if sample.lr is not None:
+        out["lr"] = to_tensor(sample.lr)  # (3, H, W)
     return out
 
 
@@ -41,7 +43,7 @@ def latent_dataset(urls: list[str], *, scale_factor: float, shuffle: int = 0, se
                    split_by_node: bool = True, transform: Callable[[dict], dict] | None = None) -> wds.DataPipeline:
     """Latent samples from latent shards (see `ldm.data.loader.raw_samples` for the options)."""
     stages = raw_samples(urls, shuffle=shuffle, seed=seed, split_by_node=split_by_node)
-    stages += [wds.decode("rgb8"), wds.map(partial(latent_sample, scale_factor=scale_factor))]
+    stages.append(wds.map(partial(latent_sample, scale_factor=scale_factor)))
     if transform is not None:
         stages.append(wds.map(transform))
     return wds.DataPipeline(*stages)

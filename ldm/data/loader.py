@@ -15,12 +15,15 @@ import torch
 import webdataset as wds
 from einops import rearrange
 
+from ldm.data.schema import ImageSample
+from ldm.errors import InputNotFound
+
 
 def shard_urls(folder: str | Path, split: str) -> list[str]:
     """The sorted `{split}-NNNNNN.tar` files of a shard folder; an error naming the folder when none."""
     urls = sorted(str(path) for path in Path(folder).glob(f"{split}-*.tar"))
     if not urls:
-        raise FileNotFoundError(f"{folder}: no {split}-*.tar shards")
+        raise InputNotFound(f"{folder}: no {split}-*.tar shards; run the stage that writes them")
     return urls
 
 
@@ -34,8 +37,8 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return rearrange(((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8), "n c h w -> n h w c").cpu().numpy()
 
 
-def _sample(sample: dict) -> tuple[torch.Tensor, int]:
-    return to_tensor(sample["png"]), int(sample["cls"])
+def _image_label(sample: ImageSample) -> tuple[torch.Tensor, int]:
+    return to_tensor(sample.image), sample.label
 
 
 def raw_samples(urls: list[str], *, shuffle: int = 0, seed: int = 0, split_by_node: bool = True) -> list:
@@ -57,4 +60,4 @@ def raw_samples(urls: list[str], *, shuffle: int = 0, seed: int = 0, split_by_no
 def image_dataset(urls: list[str], *, shuffle: int = 0, seed: int = 0, split_by_node: bool = True) -> wds.DataPipeline:
     """(image [3 x H x W] in [-1, 1], label) pairs from image shards (see `raw_samples` for the options)."""
     stages = raw_samples(urls, shuffle=shuffle, seed=seed, split_by_node=split_by_node)
-    return wds.DataPipeline(*stages, wds.decode("rgb8"), wds.map(_sample))
+    return wds.DataPipeline(*stages, wds.map(ImageSample.decode), wds.map(_image_label))

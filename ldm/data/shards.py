@@ -1,15 +1,14 @@
-"""Deterministic webdataset shards.
+"""Deterministic webdataset shards: the one tar writer and reader of every stage.
 
-A shard is a tar of samples `{key}.png`, `{key}.cls`, `{key}.txt`, `{key}.json`.
-Tar headers carry no time, owner or host, so equal samples give equal bytes; a
-split is written into a temporary folder and moved into place whole, so a failed
-run never leaves a shard that looks complete.
+A shard is a tar of samples (fields: `ldm.data.schema`). Tar headers carry no
+time, owner or host, so equal samples give equal bytes; a shard is written to a
+temporary name and moved into place, and a split into a temporary folder moved
+into place whole, so a failed run never leaves a shard that looks complete.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 from collections.abc import Iterable, Iterator
@@ -17,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import webdataset as wds
+
+from ldm.data.schema import RawSample, Sample
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,12 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def encode_json(obj: object) -> bytes:
-    """Canonical JSON bytes (sorted keys, no spaces) so equal metadata hashes equally."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+def shards_sha256(urls: list[str]) -> str:
+    """One hash for a set of shards: sha256 over the sorted (name, sha256) of each file."""
+    digest = hashlib.sha256()
+    for url in sorted(urls):
+        digest.update(f"{Path(url).name}:{sha256_file(url)}\n".encode())
+    return digest.hexdigest()
 
 
 def _chunks(samples: Iterable[dict], size: int) -> Iterator[list[dict]]:
@@ -53,24 +57,26 @@ def _chunks(samples: Iterable[dict], size: int) -> Iterator[list[dict]]:
         yield batch
 
 
-def write_split(samples: Iterable[dict[str, bytes | str]], folder: Path, split: str, shard_size: int) -> list[ShardInfo]:
-    """Write `samples` (dicts of `__key__` and encoded fields) as `{split}-NNNNNN.tar` in `folder`.
+def write_shard(path: str | Path, samples: Iterable[Sample]) -> ShardInfo:
+    """Write typed samples as one deterministic tar at `path` (a temp file moved into place)."""
+    path = Path(path)
+    temp = path.with_name(f".{path.name}.partial")
+    count = 0
+    with open(temp, "wb") as stream:
+        # mtime 0, fixed owner and mode: the tar bytes depend on the samples only.
+        writer = wds.TarWriter(stream, user="ldm", group="ldm", mode=0o644, mtime=0.0, encoder=False)
+        for sample in samples:
+            writer.write(sample.encode())
+            count += 1
+        writer.close()
+    os.replace(temp, path)
+    return ShardInfo(path.name, count, sha256_file(path))
 
-    Fields must already be bytes; the order of samples is the order in the shards.
-    """
+
+def write_split(samples: Iterable[Sample], folder: Path, split: str, shard_size: int) -> list[ShardInfo]:
+    """Write `samples` as `{split}-NNNNNN.tar` in `folder`, `shard_size` per shard, in order."""
     folder.mkdir(parents=True, exist_ok=True)
-    infos = []
-    for index, batch in enumerate(_chunks(samples, shard_size)):
-        name = f"{split}-{index:06d}.tar"
-        path = folder / name
-        with open(path, "wb") as stream:
-            # mtime 0, fixed owner and mode: the tar bytes depend on the samples only.
-            writer = wds.TarWriter(stream, user="ldm", group="ldm", mode=0o644, mtime=0.0, encoder=False)
-            for sample in batch:
-                writer.write(sample)
-            writer.close()
-        infos.append(ShardInfo(name, len(batch), sha256_file(path)))
-    return infos
+    return [write_shard(folder / f"{split}-{index:06d}.tar", batch) for index, batch in enumerate(_chunks(samples, shard_size))]
 
 
 class AtomicFolder:
@@ -93,6 +99,6 @@ class AtomicFolder:
         os.replace(self.staging, self.destination)
 
 
-def read_shards(paths: list[str | Path]) -> wds.DataPipeline:
+def read_shards(paths: list[str] | list[Path]) -> Iterator[RawSample]:
     """The raw samples (`__key__` plus undecoded fields) of these shards, in order, on any rank (no node split)."""
-    return wds.DataPipeline(wds.SimpleShardList([str(p) for p in paths]), wds.tarfile_to_samples())
+    return iter(wds.DataPipeline(wds.SimpleShardList([str(p) for p in paths]), wds.tarfile_to_samples()))

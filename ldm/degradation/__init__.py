@@ -1,15 +1,8 @@
 """Image degradations for super-resolution training pairs: BSR (original and moderated) and bicubic."""
 
-from ldm.degradation.pipeline import MIN_LR_SIDE, SCALES, DegradationError, degrade
-from ldm.degradation.variants import VARIANT_CONFIGS, VARIANTS, VariantConfig, VariantName
+from ldm.lazy import lazy_exports
 
-__all__ = [
-    "MIN_LR_SIDE",
-    "SCALES",
-    "VARIANTS",
-    "VARIANT_CONFIGS",
-    "DegradationError",
-    "VariantConfig",
-    "VariantName",
-    "degrade",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "pipeline": ("MIN_LR_SIDE", "SCALES", "DegradationError", "degrade"),
+    "variants": ("VARIANT_CONFIGS", "VARIANTS", "Scale", "VariantConfig", "VariantName"),
+})

@@ -24,7 +24,7 @@ from (H/scale, W/scale) a "fit_size" resize fixes it, before the final JPEG.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -39,13 +39,14 @@ from ldm.degradation.ops import (
     to_uint8,
 )
 from ldm.degradation.resize import resize_bicubic_aa, resize_cv2
-from ldm.degradation.variants import VARIANT_CONFIGS, VARIANTS, VariantConfig, VariantName
+from ldm.degradation.variants import VARIANT_CONFIGS, VARIANTS, Scale, VariantConfig, VariantName
+from ldm.errors import UserError
 
-SCALES: tuple[int, ...] = (2, 3, 4, 8)
+SCALES: tuple[int, ...] = get_args(Scale)
 MIN_LR_SIDE = 8  # one JPEG block; keeps every intermediate image at least 2 px
 
 
-class DegradationError(ValueError):
+class DegradationError(UserError, ValueError):
     """An image, scale or variant that `degrade` cannot work with; the message says why."""
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 VariantName = Literal["bsr", "bsr_light", "bicubic"]
+Scale = Literal[2, 3, 4, 8]  # SR factors: HR side / LR side
 
 
 @dataclass(frozen=True)

@@ -1,81 +1,15 @@
 """Gaussian diffusion in latent space: schedules, forward process, posterior, objective, samplers (Appendix A, B)."""
 
-from ldm.diffusion.config import DiffusionConfig, LossType, load_config, to_plain
-from ldm.diffusion.denoisers import eps_denoiser, image_guided_denoiser
-from ldm.diffusion.losses import (
-    diffusion_loss,
-    min_snr_weight,
-    per_sample_loss,
-    training_target,
-)
-from ldm.diffusion.noise import Generators, randn, seeded_generators
-from ldm.diffusion.samplers import (
-    SamplerName,
-    Spacing,
-    sample,
-    sample_ddim,
-    sample_ddpm,
-    sample_dpmpp_2m,
-    sample_plms,
-    sampling_timesteps,
-)
-from ldm.diffusion.schedule import (
-    NoiseSchedule,
-    Parameterization,
-    ScheduleKind,
-    cosine_betas,
-    eps_from_v,
-    eps_from_x0,
-    gather,
-    linear_betas,
-    make_schedule,
-    predict_eps,
-    predict_x0,
-    q_posterior,
-    q_sample,
-    sqrt_linear_betas,
-    v_from_x0_eps,
-    x0_from_eps,
-    x0_from_v,
-)
+from ldm.lazy import lazy_exports
 
-__all__ = [
-    "DiffusionConfig",
-    "Generators",
-    "LossType",
-    "NoiseSchedule",
-    "Parameterization",
-    "SamplerName",
-    "ScheduleKind",
-    "Spacing",
-    "cosine_betas",
-    "diffusion_loss",
-    "eps_denoiser",
-    "eps_from_v",
-    "eps_from_x0",
-    "gather",
-    "image_guided_denoiser",
-    "linear_betas",
-    "load_config",
-    "make_schedule",
-    "min_snr_weight",
-    "per_sample_loss",
-    "predict_eps",
-    "predict_x0",
-    "q_posterior",
-    "q_sample",
-    "randn",
-    "sample",
-    "sample_ddim",
-    "sample_ddpm",
-    "sample_dpmpp_2m",
-    "sample_plms",
-    "sampling_timesteps",
-    "seeded_generators",
-    "sqrt_linear_betas",
-    "to_plain",
-    "training_target",
-    "v_from_x0_eps",
-    "x0_from_eps",
-    "x0_from_v",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "config": ("DiffusionConfig", "LossType", "Parameterization", "SamplerName", "SamplerSettings", "ScheduleKind",
+               "Spacing"),
+    "denoisers": ("eps_denoiser", "image_guided_denoiser"),
+    "losses": ("diffusion_loss", "min_snr_weight", "per_sample_loss", "training_target"),
+    "noise": ("Generators", "randn", "seeded_generators"),
+    "samplers": ("sample", "sample_ddim", "sample_ddpm", "sample_dpmpp_2m", "sample_plms", "sampling_timesteps"),
+    "schedule": ("NoiseSchedule", "cosine_betas", "eps_from_v", "eps_from_x0", "gather", "linear_betas", "make_schedule",
+                 "predict_eps", "predict_x0", "q_posterior", "q_sample", "sqrt_linear_betas", "v_from_x0_eps",
+                 "x0_from_eps", "x0_from_v"),
+})

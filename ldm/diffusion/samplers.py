@@ -24,17 +24,16 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from typing import Literal, get_args
+from typing import get_args
 
 import torch
 from torch import Tensor
 
+from ldm.diffusion.config import SamplerName, Spacing
 from ldm.diffusion.losses import Denoiser
 from ldm.diffusion.noise import Generators, randn_like
 from ldm.diffusion.schedule import NoiseSchedule, q_posterior, x0_from_eps
 
-Spacing = Literal["uniform", "quad"]
-SamplerName = Literal["ddpm", "ddim", "plms", "dpmpp_2m"]
 Callback = Callable[[int, int, Tensor], None]
 
 log = logging.getLogger(__name__)

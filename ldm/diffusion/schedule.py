@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import get_args
 
 import torch
 from einops import rearrange
 from torch import Tensor
 
-ScheduleKind = Literal["linear", "cosine", "sqrt_linear"]
-Parameterization = Literal["eps", "x0", "v"]
-
+from ldm.diffusion.config import Parameterization, ScheduleKind
 
 # ---------------------------------------------------------------------------
 # Beta schedules: pure functions of the step count

@@ -1,7 +1,10 @@
-"""The latent cache's maths: encoding with seeded posterior noise, streaming moments, the scale factor."""
+"""The latent cache's maths: encoding with seeded posterior noise, streaming moments, the scale factor, its statistics."""
 
-from ldm.latents.encode import Posterior, encode_latents, key_seed
-from ldm.latents.moments import RunningMoments, ScaleRule, choose_scale_factor, first_batch_std
+from ldm.lazy import lazy_exports
 
-__all__ = ["Posterior", "RunningMoments", "ScaleRule", "choose_scale_factor", "encode_latents", "first_batch_std",
-           "key_seed"]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "config": ("LatentDtype", "Posterior", "ScaleRule"),
+    "encode": ("encode_latents",),
+    "moments": ("RunningMoments", "choose_scale_factor", "first_batch_std"),
+    "stats": ("LatentStats", "measure_latent_stats", "read_stats", "write_stats"),
+})

@@ -8,20 +8,12 @@ quantization (quantization is folded into the decoder).
 
 from __future__ import annotations
 
-import hashlib
-from typing import Literal
-
 import torch
 
 from ldm.autoencoder.distributions import DiagonalGaussian
 from ldm.autoencoder.model import Autoencoder
-
-Posterior = Literal["mode", "sample"]
-
-
-def key_seed(seed: int, key: str) -> int:
-    """A 63-bit seed from the global seed and a sample key."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "big") >> 1
+from ldm.latents.config import Posterior
+from ldm.seeding import key_seed
 
 
 @torch.no_grad()
@@ -30,11 +22,10 @@ def encode_latents(model: Autoencoder, x: torch.Tensor, keys: list[str], *, post
     """x [N x 3 x H x W] in [-1, 1] -> z [N x D x H/f x W/f] float32."""
     if len(keys) != x.shape[0]:
         raise ValueError(f"{len(keys)} keys for a batch of {x.shape[0]} images")
+    if posterior == "mode" or model.quantizer is not None:
+        return model.encode_mode(x).float()  # KL: the posterior mean; VQ: z before quantization
     encoded = model.encode(x)
-    if not isinstance(encoded, DiagonalGaussian):
-        return encoded.float()  # VQ: z before quantization
-    if posterior == "mode":
-        return encoded.mode().float()
+    assert isinstance(encoded, DiagonalGaussian)
     eps = torch.stack([
         torch.randn(encoded.mean.shape[1:], generator=torch.Generator().manual_seed(key_seed(seed, key)))
         for key in keys

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 from einops import rearrange
 
-ScaleRule = Literal["auto", "dataset", "first_batch", "fixed", "none"]
+from ldm.errors import InvalidInput
+from ldm.latents.config import ScaleRule
 
 
 @dataclass
@@ -88,5 +88,5 @@ def choose_scale_factor(rule: ScaleRule, *, kind: str, dataset_std: float, first
         return float(fixed)
     std = dataset_std if rule == "dataset" else first_std
     if not (std > 0 and math.isfinite(std)):
-        raise ValueError(f"cannot take scale_factor = 1/std from a {rule} std of {std}; the latents are degenerate")
+        raise InvalidInput(f"cannot take scale_factor = 1/std from a {rule} std of {std}; the latents are degenerate")
     return 1.0 / std

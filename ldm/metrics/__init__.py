@@ -1,36 +1,13 @@
-"""Evaluation metrics (D.3): FID/KID/IS/precision-recall through torch-fidelity, PSNR/SSIM for super-resolution.
+"""Evaluation metrics (D.3): FID/KID/IS/precision-recall through torch-fidelity, PSNR/SSIM.
 
-PSNR and SSIM are the autoencoder health metrics (ldm.autoencoder.health), re-exported.
 The "random-conv" stand-in extractor lives in ldm.metrics.stand_in (it imports torch-fidelity).
 """
 
-from ldm.autoencoder.health import psnr, ssim
-from ldm.metrics.fidelity import (
-    INCEPTION,
-    INCEPTION_FILE,
-    FeatureExtractorName,
-    MetricName,
-    ReferenceCache,
-    UInt8Images,
-    default_inception_path,
-    features_fingerprint,
-    fidelity_metrics,
-    file_sha256,
-    inception_weights_status,
-)
+from ldm.lazy import lazy_exports
 
-__all__ = [
-    "INCEPTION",
-    "INCEPTION_FILE",
-    "FeatureExtractorName",
-    "MetricName",
-    "ReferenceCache",
-    "UInt8Images",
-    "default_inception_path",
-    "features_fingerprint",
-    "fidelity_metrics",
-    "file_sha256",
-    "inception_weights_status",
-    "psnr",
-    "ssim",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "fidelity": ("INCEPTION", "INCEPTION_FILE", "ReferenceCache", "UInt8Images", "default_inception_path",
+                 "features_fingerprint", "fidelity_metrics", "file_sha256", "inception_weights_status"),
+    "names": ("FeatureExtractorName", "MetricName"),
+    "quality": ("MAX_PSNR_DB", "psnr", "ssim"),
+})

@@ -17,16 +17,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import get_args
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from ldm.autoencoder.losses import MissingWeightsError
+from ldm.metrics.names import FeatureExtractorName, MetricName
 
-FeatureExtractorName = Literal["inception-v3-compat", "random-conv"]
-MetricName = Literal["fid", "kid", "isc", "prc"]
 INCEPTION = "inception-v3-compat"
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_SHA256_PREFIX = "6726825d"  # torch hub convention: the file name carries its sha256 prefix

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ldm.errors import UserError
+
 MANIFEST = "manifest.json"  # the file a pull writes beside the release's files
 FORMAT = 1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-class StoreError(RuntimeError):
+class StoreError(UserError, RuntimeError):
     """A store operation failed; the message says what was wrong and what to do."""
 
 

@@ -1,18 +1,23 @@
-"""UNetConfig: hyperparameters of the ablated UNet of Dhariwal & Nichol as used by LDM (Tab. 12-16)."""
+"""The configs of an LDM, with no torch import: the ablated UNet (Dhariwal & Nichol as used by LDM, Tab. 12-16)
+and the whole model (UNet, conditioning, diffusion, latent shape and scale factor)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Literal
 
-from ldm.diffusion.config import check_literals, load_config, to_plain
+from ldm.conditioning.config import ConditioningConfig
+from ldm.config import Config, check_literals
+from ldm.diffusion.config import DiffusionConfig
 
 AttentionKind = Literal["self", "cross"]
 
 
 @dataclass(frozen=True)
-class UNetConfig:
+class UNetConfig(Config):
     """The denoiser eps_theta(z_t, t, tau(y)); levels are counted from the input resolution."""
+
+    section = "unet"
 
     in_channels: int = 3  # latent channels (+ concat-conditioning channels)
     out_channels: int = 3
@@ -27,7 +32,6 @@ class UNetConfig:
     num_head_channels: int = -1  # channels per head ("Head Channels")
     transformer_depth: int = 1  # T in Tab. 16 ("Transformer Depth")
     context_dim: int = 0  # d_tau of the conditioning tokens; 0 with attention "self"
-    num_classes: int = 0  # >0: class labels added to the timestep embedding (ADM style)
     use_scale_shift_norm: bool = False  # FiLM-style norm in res blocks (churches)
     resblock_updown: bool = False  # res blocks do the up/down sampling (churches)
     conv_resample: bool = True  # 3x3 convs in the plain up/down samplers
@@ -95,11 +99,58 @@ class UNetConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"unet.dropout must be in [0, 1), got {self.dropout}")
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON next to the weights."""
-        return to_plain(self)
+
+@dataclass(frozen=True)
+class LDMConfig(Config):
+    """Everything that defines a latent diffusion model; saved next to its weights (config.json)."""
+
+    section = "ldm"
+
+    unet: UNetConfig
+    conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    latent_channels: int = 3
+    latent_size: tuple[int, int] = (64, 64)  # (h, w) of the first stage's latent at training size
+    first_stage: str = ""  # the autoencoder preset it pairs with (ldm.autoencoder presets)
+    # Parameters the paper's model size counts that this module does not hold: the first
+    # stage (BSR-SR) or weights the reference builds but never uses. Documented per preset.
+    paper_extra_params: int = 0
+    # The latent scale (App. F): the model sees z_autoencoder * scale_factor. Measured over
+    # the whole cache by cache_latents and set here by train_ldm; never a constant.
+    scale_factor: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "latent_size", tuple(self.latent_size))
+        if len(self.latent_size) != 2:
+            raise ValueError(f"ldm.latent_size must be [height, width], got {list(self.latent_size)}")
+        u, c = self.unet, self.conditioning
+        if u.in_channels != self.latent_channels + c.extra_in_channels:
+            raise ValueError(
+                f"ldm: unet.in_channels {u.in_channels} must equal latent_channels {self.latent_channels}"
+                f" + concat channels {c.extra_in_channels}"
+            )
+        if u.out_channels != self.latent_channels:
+            raise ValueError(f"ldm: unet.out_channels {u.out_channels} must equal latent_channels {self.latent_channels}")
+        if c.kind in ("class", "text") and (u.attention != "cross" or u.context_dim != c.context_dim):
+            raise ValueError(
+                f"ldm: {c.kind} conditioning is cross-attended; set unet.attention 'cross' and"
+                f" unet.context_dim {c.context_dim} (got {u.attention!r}, {u.context_dim})"
+            )
+        if c.kind in ("none", "concat") and u.attention == "cross":
+            raise ValueError(f"ldm: {c.kind} conditioning has no tokens to cross-attend; use unet.attention 'self'")
+        if not self.scale_factor > 0:
+            raise ValueError(f"ldm.scale_factor must be > 0, got {self.scale_factor}")
+        if any(s % u.downsample_factor for s in self.latent_size):
+            raise ValueError(f"ldm: latent_size {self.latent_size} must be multiples of {u.downsample_factor}")
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the latents the model is trained on."""
+        return (self.latent_channels, *self.latent_size)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> UNetConfig:
+    def from_dict(cls, data: dict) -> LDMConfig:
         """Strict load: unknown keys and wrong types are errors naming the key."""
-        return load_config(cls, data, "unet")
+        if "unet" not in data:
+            raise ValueError("ldm: missing required key 'unet'")
+        return super().from_dict(data)

@@ -1,38 +1,35 @@
-"""params.yaml sections of the model stages: autoencoder, latent cache, LDM training.
+"""params.yaml sections of the model stages: autoencoder, latent cache, LDM training, evaluation.
 
-The loss and optimiser fields mirror the `TrainConfig` dataclasses of `ldm/`
-(one definition of each field); their defaults here are the measured CPU
-recipes of the embedded default, not the reference's GPU values.
+Each `recipe` mirrors the `TrainConfig` dataclass of `ldm/` (one definition of
+every field); its defaults here are the measured CPU recipes of the embedded
+default, not the reference's GPU values. Sampler settings mirror
+`ldm.diffusion.config.SamplerSettings` the same way.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, Strict, field_validator
 
-from ldm.autoencoder import presets as autoencoder_presets
+from ldm.autoencoder.presets import preset_names as autoencoder_presets
 from ldm.autoencoder.train_config import TrainConfig as AutoencoderTrainConfig
 from ldm.autoencoder.train_config import cpu_train_config
-from ldm.unet import presets as ldm_presets
-from ldm.unet.lightning_module import TrainConfig as LDMTrainConfig
-from stages.params import Section, dataclass_section
+from ldm.diffusion.config import SamplerSettings
+from ldm.latent_diffusion.presets import preset_names as ldm_presets
+from ldm.latent_diffusion.train_config import TrainConfig as LDMTrainConfig
+from ldm.latents.config import LatentDtype, Posterior, ScaleRule
+from ldm.metrics.names import FeatureExtractorName, MetricName
+from stages.params.base import Section, dataclass_section, one_of
 
 Precision = Literal["auto", "32-true", "bf16-mixed", "16-mixed"]
-
-
-def one_of(value: str, known: list[str], empty_ok: bool = False) -> str:
-    """`value` when it names a known preset (or is empty, if allowed); else the error listing them."""
-    if value in known or (empty_ok and not value):
-        return value
-    raise ValueError(f"must be {'empty or ' if empty_ok else ''}one of {', '.join(known)}")
 
 
 class AutoencoderParams(Section):
     """The first stage (Appendix F, Tab. 8): a preset of the reference zoo or a tiny CPU one."""
 
-    preset: str = Field("kl-f4-tiny", description="`ldm presets` lists them")
+    preset: str = Field("kl-f4-tiny", description="`ldm.autoencoder.preset_names()` lists them")
 
     @field_validator("preset")
     @classmethod
@@ -40,7 +37,7 @@ class AutoencoderParams(Section):
         return one_of(value, autoencoder_presets())
 
 
-AutoencoderLoss = dataclass_section(AutoencoderTrainConfig, "AutoencoderLoss", defaults=cpu_train_config().train)
+AutoencoderRecipe = dataclass_section(AutoencoderTrainConfig, "AutoencoderRecipe", defaults=cpu_train_config().train)
 
 
 class TrainingLoop(Section):
@@ -53,7 +50,7 @@ class TrainingLoop(Section):
 
 
 class TrainAutoencoderParams(TrainingLoop):
-    """Stage `train_autoencoder`: batches, checkpoints, offline weights and the loss (Eq. 25)."""
+    """Stage `train_autoencoder`: batches, checkpoints, offline weights and the recipe (Eq. 25)."""
 
     steps: int = Field(cpu_train_config().steps, ge=1, le=10_000_000, description="training batches")
     batch_size: int = Field(cpu_train_config().batch_size, ge=1, le=4096)
@@ -62,19 +59,22 @@ class TrainAutoencoderParams(TrainingLoop):
     grid_images: int = Field(8, ge=1, le=64, description="originals | reconstructions in the report PNG")
     vgg_weights: str = Field("", description="LPIPS VGG16 file; empty: the torch hub cache")
     inception_weights: str = Field("", description="rFID Inception file; empty: torch-fidelity's cache")
-    loss: AutoencoderLoss = AutoencoderLoss()  # type: ignore[valid-type]
+    recipe: AutoencoderRecipe = AutoencoderRecipe()  # type: ignore[valid-type]
+
+    def train_config(self) -> AutoencoderTrainConfig:
+        """The library's TrainConfig for this run (a cosine decay with decay_steps 0 spans `steps`)."""
+        return AutoencoderTrainConfig(**self.recipe.model_dump()).resolved(self.steps)
 
 
 class CacheLatentsParams(Section):
     """Stage `cache_latents`: encode the shards once and measure the latent scale (App. F, C.1)."""
 
-    posterior: Literal["mode", "sample"] = Field("mode", description="KL: the posterior mean, or a sample seeded per key")
+    posterior: Posterior = Field("mode", description="KL: the posterior mean, or a sample seeded per key")
     seed: int = Field(0, ge=0, description="posterior samples")
-    dtype: Literal["float16", "float32"] = "float16"
+    dtype: LatentDtype = "float16"
     batch_size: int = Field(64, ge=1, le=4096, description="images per encoder call")
     pairs: bool = Field(True, description="also cache the degrade stage's HR latents with their LR images")
-    scale_rule: Literal["auto", "dataset", "first_batch", "fixed", "none"] = Field(
-        "auto", description="auto: 1/dataset std for KL, 1.0 for VQ")
+    scale_rule: ScaleRule = Field("auto", description="auto: 1/dataset std for KL, 1.0 for VQ")
     scale_value: float = Field(1.0, gt=0.0, description="the factor when scale_rule is fixed")
     std_tolerance: float = Field(0.02, gt=0.0, le=1.0, description="warn when the scaled std is further than this from 1")
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
@@ -92,20 +92,22 @@ class CacheLatentsParams(Section):
 
 # The CPU recipe of the tiny LDM presets on the embedded default (lr measured, warm-up short, EMA on).
 LDM_CPU_RECIPE = LDMTrainConfig(lr=1.0e-3, warmup_steps=20, ema_decay=0.999, p_uncond=0.1, grad_clip=1.0)
-LDMLoss = dataclass_section(LDMTrainConfig, "LDMLoss", defaults=LDM_CPU_RECIPE)
+LDMRecipe = dataclass_section(LDMTrainConfig, "LDMRecipe", defaults=LDM_CPU_RECIPE)
+SR_RECIPE = dataclasses.replace(LDM_CPU_RECIPE, p_uncond=0.0)  # concat conditioning has no null condition
+SRRecipe = dataclass_section(LDMTrainConfig, "SRRecipe", defaults=SR_RECIPE)
 
 
 class TrainLDMParams(TrainingLoop):
-    """Stages `train_ldm` and `train_sr`: an LDM preset trained on the cached latents (Eq. 2, D.1)."""
+    """Stage `train_ldm`: an LDM preset trained on the cached latents (Eq. 2, D.1)."""
 
-    preset: str = Field("tiny-cond", description="`ldm.unet.presets()` lists them")
+    preset: str = Field("tiny-cond", description="`ldm.latent_diffusion.preset_names()` lists them")
     first_stage: str = Field("", description="the autoencoder preset the LDM pairs with; empty: the preset's own")
     n_classes: int = Field(0, ge=0, le=100_000, description="class models: classes; 0: the preset's")
     steps: int = Field(250, ge=1, le=10_000_000, description="training batches")
     batch_size: int = Field(32, ge=1, le=4096)
     val_every: int = Field(125, ge=1, description="batches between validation passes")
     checkpoint_every: int = Field(125, ge=1, description="batches between checkpoints")
-    loss: LDMLoss = LDMLoss()  # type: ignore[valid-type]
+    recipe: LDMRecipe = LDMRecipe()  # type: ignore[valid-type]
 
     @field_validator("preset")
     @classmethod
@@ -118,26 +120,36 @@ class TrainLDMParams(TrainingLoop):
         return one_of(value, autoencoder_presets(), empty_ok=True)
 
 
-SRLoss = dataclass_section(LDMTrainConfig, "SRLoss", defaults=dataclasses.replace(LDM_CPU_RECIPE, p_uncond=0.0))
-
-
 class TrainSRParams(TrainLDMParams):
-    """Stage `train_sr`: LDM-BSR, the LR image concatenated to the HR latent (Sec. C.7.1); no guidance dropout."""
+    """Stage `train_sr`: LDM-BSR, the LR image concatenated to the HR latent (Sec. C.7.1).
+
+    Inherits: every key not set under `train_sr` takes its value from `train_ldm` in params.yaml
+    (`recipe` key by key), except the model's own keys (SR_OWN_KEYS), whose defaults are below.
+    """
 
     preset: str = Field("tiny-sr", description="tiny-sr | bsr-sr-ldm4")
     # The paper pairs SR with VQ-f4; the embedded default has one autoencoder, kl-f4-tiny.
     first_stage: str = Field("kl-f4-tiny", description="the autoencoder preset it pairs with; empty: the preset's own")
-    loss: SRLoss = SRLoss()  # type: ignore[valid-type]
+    recipe: SRRecipe = SRRecipe()  # type: ignore[valid-type]
 
 
-class SamplingParams(Section):
-    """A sampler and its settings (App. D.3): every one of them is stored with the numbers it made."""
+SR_OWN_KEYS = ("preset", "first_stage", "n_classes")  # what train_sr never takes from train_ldm
+INHERITS = {"train_sr": "train_ldm"}  # section -> the section it inherits from (dvc.yaml lists both for the stage)
 
-    sampler: Literal["ddpm", "ddim", "plms", "dpmpp_2m"] = "ddim"
-    steps: int = Field(50, ge=1, le=1000, description="denoising steps (<= T)")
-    eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM only: 0 deterministic, 1 DDPM-like")
-    spacing: Literal["uniform", "quad"] = "uniform"
-    guidance_scale: float = Field(1.0, ge=0.0, le=100.0, description="classifier-free guidance s; 1: the conditional model")
+
+def inherit_sr(train_ldm: Any, train_sr: Any) -> Any:
+    """train_sr's raw section: train_ldm's keys (but SR_OWN_KEYS) with train_sr's on top, `recipe` merged key by key."""
+    if not isinstance(train_ldm, dict) or not isinstance(train_sr, dict):
+        return train_sr  # the validator reports the wrong type
+    merged = {k: v for k, v in train_ldm.items() if k not in SR_OWN_KEYS}
+    for key, value in train_sr.items():
+        if key == "recipe" and isinstance(value, dict) and isinstance(merged.get(key), dict):
+            value = {**merged[key], **value}
+        merged[key] = value
+    return merged
+
+
+SamplingParams = dataclass_section(SamplerSettings, "SamplingParams")
 
 
 class EvaluateParams(Section):
@@ -146,13 +158,13 @@ class EvaluateParams(Section):
     samples: int = Field(64, ge=4, le=1_000_000, description="generated images scored (the paper: 50k)")
     batch_size: int = Field(32, ge=1, le=4096)
     seed: int = Field(0, ge=0, description="sample i starts from seed + i")
-    sampling: SamplingParams = SamplingParams(guidance_scale=2.0)
+    sampling: SamplingParams = SamplingParams(guidance_scale=2.0)  # type: ignore[valid-type]
     sr_samples: int = Field(32, ge=1, le=1_000_000, description="val pairs super-resolved")
-    sr_sampling: SamplingParams = SamplingParams()
-    feature_extractor: Literal["inception-v3-compat", "random-conv"] = Field(
+    sr_sampling: SamplingParams = SamplingParams()  # type: ignore[valid-type]
+    feature_extractor: FeatureExtractorName = Field(
         "inception-v3-compat", description="random-conv: a seeded stand-in, for smoke runs only")
     inception_weights: str = Field("", description="Inception file; empty: torch-fidelity's file in $TORCH_HOME/hub/checkpoints")
-    metrics: Annotated[tuple[Literal["fid", "kid", "isc", "prc"], ...], Strict(False)] = ("fid", "kid", "isc", "prc")
+    metrics: Annotated[tuple[MetricName, ...], Strict(False)] = ("fid", "kid", "isc", "prc")
     reference_split: Literal["train", "val"] = Field("train", description="the set generated samples are scored against")
     grid_images: int = Field(32, ge=1, le=256)
     threads: int = Field(2, ge=1, le=256, description="CPU threads for torch")

@@ -1,10 +1,9 @@
-"""What every training stage shares: the Lightning Trainer, resumable checkpoints, loss CSVs.
+"""What every training run shares: the Lightning Trainer, resumable checkpoints, loss curves.
 
-A stage trains for a number of *batches*. Checkpoints go to a folder that DVC
-keeps across runs (`persist: true`); a run with the same settings resumes from
-`last.ckpt`, a run with other settings starts afresh (the old checkpoints are
-removed, and the log says so). Loss curves are written as tidy CSV files that
-`dvc plots show` draws.
+A run trains for a number of *batches*. Checkpoints go to a folder kept across
+runs; a run with the same settings resumes from `last.ckpt`, a run with other
+settings starts afresh (the old checkpoints are removed, and the log says so).
+Loss curves are written as tidy CSV files (step plus one column per loss).
 """
 
 from __future__ import annotations
@@ -23,9 +22,7 @@ import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger
 
-from ldm.data.shards import sha256_file
-
-log = logging.getLogger("stages.training")
+log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 
@@ -37,14 +34,6 @@ def resolve_precision(precision: str) -> str:
     if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
         return "bf16-mixed"
     return "32-true"
-
-
-def shards_sha256(urls: list[str]) -> str:
-    """One hash for a set of shards: sha256 over the sorted (name, sha256) of each file."""
-    digest = hashlib.sha256()
-    for url in sorted(urls):
-        digest.update(f"{Path(url).name}:{sha256_file(url)}\n".encode())
-    return digest.hexdigest()
 
 
 def fingerprint(settings: dict[str, Any]) -> str:

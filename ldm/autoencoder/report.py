@@ -14,11 +14,13 @@ from typing import Any, Iterable
 
 import torch
 from einops import rearrange
-from torchvision.utils import make_grid, save_image
 
-from ldm.autoencoder import Autoencoder, DiagonalGaussian, build_lpips, default_vgg_path, perplexity, psnr, ssim
+from ldm.autoencoder.losses import build_lpips, default_vgg_path
+from ldm.autoencoder.model import Autoencoder
+from ldm.autoencoder.quantize import perplexity
 from ldm.autoencoder.train_config import TrainConfig
-from ldm.metrics import fidelity_metrics, inception_weights_status
+from ldm.metrics.fidelity import fidelity_metrics, inception_weights_status
+from ldm.metrics.quality import psnr, ssim
 
 # A latent whose overall std is outside this band needs a scale factor far from 1
 # (Appendix F); the LDM copes once cache_latents rescales it, but a user should know.
@@ -55,8 +57,7 @@ def evaluate_autoencoder(
     recons: list[torch.Tensor] = []
     usage = torch.zeros(model.config.n_embed, dtype=torch.long) if model.quantizer is not None else None
     for x in _batches(loader):
-        encoded = model.encode(x)
-        z = encoded.mode() if isinstance(encoded, DiagonalGaussian) else encoded  # [N x D x h x w]
+        z = model.encode_mode(x)  # [N x D x h x w]
         if usage is not None:
             usage += model.quantize(z).usage.cpu()
         x_rec = model.decode(z).clamp(-1, 1)
@@ -139,19 +140,13 @@ def _rfid(report: dict[str, Any], originals: torch.Tensor, recons: torch.Tensor,
 
 
 @torch.no_grad()
-def save_grid(model: Autoencoder, loader: Iterable, count: int, path: Path) -> None:
-    """A PNG with `count` val originals in the top row and their reconstructions below."""
+def reconstruction_grid(model: Autoencoder, loader: Iterable, count: int) -> torch.Tensor:
+    """uint8 [2N x 3 x H x W]: `count` val originals, then their reconstructions (a grid of two rows)."""
     images = []
     for x in _batches(loader):
         images.append(x)
         if sum(len(b) for b in images) >= count:
             break
     x = torch.cat(images)[:count]
-    encoded = model.encode(x)
-    z = encoded.mode() if isinstance(encoded, DiagonalGaussian) else encoded
-    x_rec = model.decode(z).clamp(-1, 1)
-    grid = make_grid(torch.cat([x, x_rec]), nrow=len(x), padding=2, normalize=True, value_range=(-1, 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.partial.png")
-    save_image(grid, temp)
-    temp.replace(path)
+    x_rec = model.decode(model.encode_mode(x)).clamp(-1, 1)
+    return _uint8(torch.cat([x, x_rec]))

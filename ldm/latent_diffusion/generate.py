@@ -8,34 +8,23 @@ so sample i does not depend on the batch it is drawn in; s the guidance scale
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
-from ldm.conditioning import guided_denoiser, tokenize
-from ldm.diffusion import SamplerName, Spacing, eps_denoiser, randn, sample, seeded_generators
-from ldm.unet.ldm import Condition, LatentDiffusionModel
+from ldm.conditioning.guidance import guided_denoiser
+from ldm.conditioning.tokenizer import tokenize
+from ldm.diffusion.config import SamplerSettings
+from ldm.diffusion.denoisers import eps_denoiser
+from ldm.diffusion.noise import randn, seeded_generators
+from ldm.diffusion.samplers import sample
+from ldm.errors import InvalidInput
+from ldm.latent_diffusion.checkpoint import LoadedLDM
+from ldm.latent_diffusion.model import Condition, LatentDiffusionModel
 
-
-@dataclass(frozen=True)
-class SamplerSettings:
-    """Everything about sampling that changes a number; stored with every metric."""
-
-    sampler: SamplerName = "ddim"
-    steps: int = 50
-    eta: float = 0.0
-    spacing: Spacing = "uniform"
-    guidance_scale: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if self.guidance_scale < 0:
-            raise ValueError(f"guidance scale must be >= 0, got {self.guidance_scale}")
-        if self.eta < 0:
-            raise ValueError(f"eta must be >= 0, got {self.eta}")
+Decoder = Callable[[Tensor], Tensor]  # the first stage's decode: z [N x C x h x w] -> x [N x 3 x H x W] in [-1, 1]
 
 
 def conditions(model: LatentDiffusionModel, *, labels: Sequence[int] | None = None, prompts: Sequence[str] | None = None,
@@ -46,12 +35,12 @@ def conditions(model: LatentDiffusionModel, *, labels: Sequence[int] | None = No
     wanted = {"class": "labels", "text": "prompts", "concat": "concat", "none": None}[cfg.kind]
     extra = [name for name, present in given.items() if present and name != wanted]
     if extra:
-        raise ValueError(f"this model is {cfg.kind}-conditioned; it takes {wanted or 'no condition'}, not {', '.join(extra)}")
+        raise InvalidInput(f"this model is {cfg.kind}-conditioned; it takes {wanted or 'no condition'}, not {', '.join(extra)}")
     if cfg.kind == "class":
         assert labels is not None, "class models need labels"
         bad = [c for c in labels if not 0 <= c < cfg.n_classes]
         if bad:
-            raise ValueError(f"class ids must be in 0..{cfg.n_classes - 1}, got {bad[:5]}")
+            raise InvalidInput(f"class ids must be in 0..{cfg.n_classes - 1}, got {bad[:5]}")
         cond = torch.tensor(list(labels), dtype=torch.long)
         return cond, model.null_condition(len(cond), "cpu")
     if cfg.kind == "text":
@@ -63,13 +52,18 @@ def conditions(model: LatentDiffusionModel, *, labels: Sequence[int] | None = No
     return None, None
 
 
+def check_steps(model: LatentDiffusionModel, settings: SamplerSettings) -> None:
+    """A sampler takes at most T steps."""
+    if settings.steps > model.schedule.num_steps:
+        raise InvalidInput(f"steps {settings.steps} exceeds the model's T = {model.schedule.num_steps}")
+
+
 @torch.no_grad()
 def generate_latents(model: LatentDiffusionModel, cond: Condition, null_cond: Condition, seeds: Sequence[int],
                      settings: SamplerSettings, *, size: tuple[int, int] | None = None,
                      callback: Callable[[int, int, Tensor], None] | None = None) -> Tensor:
     """Sampled model latents [N x C x h x w] (still multiplied by the scale factor); size (h, w) defaults to training."""
-    if settings.steps > model.schedule.num_steps:
-        raise ValueError(f"steps {settings.steps} exceeds the model's T = {model.schedule.num_steps}")
+    check_steps(model, settings)
     device = next(model.parameters()).device
     channels, *trained = model.latent_shape
     h, w = size or tuple(trained)
@@ -98,3 +92,21 @@ def decode_latents(decode: Callable[[Tensor], Tensor], z: Tensor, scale_factor: 
     """Model latents [N x C x h x w] -> uint8 images [N x 3 x H x W] through the first stage's decoder."""
     x = decode(z / scale_factor).clamp(-1, 1)  # (N, 3, H, W) in [-1, 1]
     return ((x + 1) * 127.5).round().to(torch.uint8)
+
+
+@torch.no_grad()
+def sample_images(loaded: LoadedLDM, decode: Decoder, seeds: Sequence[int], settings: SamplerSettings, *,
+                  labels: Sequence[int] | None = None, prompts: Sequence[str] | None = None, batch_size: int = 16,
+                  progress: bool = True) -> Tensor:
+    """uint8 images [N x 3 x H x W] for `seeds` (sample i from seed i, whatever the batch), with labels or prompts."""
+    check_steps(loaded.model, settings)
+    conditions(loaded.model, labels=labels, prompts=prompts, tokenizer=loaded.tokenizer)  # bad input fails before work
+    images = []
+    starts = range(0, len(seeds), batch_size)
+    for start in tqdm(starts, desc="sampling", unit="batch", disable=not progress):
+        end = min(start + batch_size, len(seeds))
+        cond, null = conditions(loaded.model, labels=labels[start:end] if labels is not None else None,
+                                prompts=prompts[start:end] if prompts is not None else None, tokenizer=loaded.tokenizer)
+        z = generate_latents(loaded.model, cond, null, seeds[start:end], settings)
+        images.append(decode_latents(decode, z, loaded.scale_factor))
+    return torch.cat(images)

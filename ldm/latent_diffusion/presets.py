@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ldm.conditioning import ConditioningConfig
-from ldm.diffusion import DiffusionConfig
-from ldm.unet.config import UNetConfig
-from ldm.unet.ldm import LDMConfig
+from ldm.conditioning.config import ConditioningConfig
+from ldm.diffusion.config import DiffusionConfig
+from ldm.latent_diffusion.config import LDMConfig, UNetConfig
 
 # VQ-f4 first stage of LDM-BSR (Tab. 15 counts it in the 169M): the reference
 # models/first_stage_models/vq-f4 config (ch 128, ch_mult [1,2,4], 2 res blocks, z 3,
@@ -163,7 +162,7 @@ _PRESETS: dict[str, Callable[[], LDMConfig]] = {
 }
 
 
-def presets() -> list[str]:
+def preset_names() -> list[str]:
     """Names of the known LDM presets."""
     return list(_PRESETS)
 

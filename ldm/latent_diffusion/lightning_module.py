@@ -1,7 +1,7 @@
 """LDM training as a Lightning module (Eq. 2/3: L_LDM on latents): no I/O, no params reading.
 
 Batches are dicts: "z" [N x C x h x w] latents already multiplied by the scale factor, and
-by conditioning kind "cls" [N] long, "txt" list[str] (tokenised here with the given
+by conditioning kind "label" [N] long, "caption" list[str] (tokenised here with the given
 tokenizer), or the concat keys (e.g. "lr" [N x 3 x H x W] in [-1, 1]). Timesteps,
 noise and condition dropout come from a torch.Generator seeded per step from
 (seed, rank, global step, batch index): runs repeat exactly and DDP ranks differ.
@@ -12,58 +12,19 @@ On the CPU, denormal floats are flushed to zero while fitting (TrainConfig.flush
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from ldm.conditioning import drop_class_labels, drop_prompts, tokenize
-from ldm.diffusion import diffusion_loss, load_config, to_plain
-from ldm.unet.ldm import Condition, LatentDiffusionModel
+from ldm.conditioning.guidance import drop_class_labels, drop_prompts
+from ldm.conditioning.tokenizer import tokenize
+from ldm.diffusion.losses import diffusion_loss
+from ldm.latent_diffusion.model import Condition, LatentDiffusionModel
+from ldm.latent_diffusion.train_config import TrainConfig
 
 _MIX = 1_000_003  # a prime, to mix seed parts into one 63-bit seed
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation of an LDM: AdamW, linear warm-up, EMA, condition dropout (D.1, Tab. 12-15)."""
-
-    lr: float = 1.0e-4  # Tab. 12-15 list 5e-5 .. 1e-4 at their batch sizes
-    warmup_steps: int = 0  # linear warm-up; the reference uses 10k for churches and text
-    weight_decay: float = 0.01  # AdamW default, as the reference
-    beta1: float = 0.9
-    beta2: float = 0.999
-    ema_decay: float = 0.9999  # max EMA decay; effective min(ema_decay, (1+n)/(10+n)); 0: no EMA
-    p_uncond: float = 0.0  # classifier-free guidance: drop the condition with this probability
-    grad_clip: float = 0.0  # for Trainer(gradient_clip_val=...); 0: off
-    seed: int = 0  # timesteps, noise and condition dropout
-    # Flush denormal floats to zero on the CPU while fitting. Measured here: without it,
-    # steps of the tiny presets slow from 0.5 s to 11 s once AdamW moments and gradients
-    # of the zero-initialised layers underflow into denormals.
-    flush_denormal: bool = True
-
-    def __post_init__(self) -> None:
-        if not self.lr > 0:
-            raise ValueError(f"train.lr must be > 0, got {self.lr}")
-        for name in ("warmup_steps", "weight_decay", "grad_clip"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("beta1", "beta2", "ema_decay"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"train.{name} must be in [0, 1), got {getattr(self, name)}")
-        if not 0.0 <= self.p_uncond < 1.0:
-            raise ValueError(f"train.p_uncond must be in [0, 1), got {self.p_uncond}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON."""
-        return to_plain(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Strict load: unknown keys and wrong types are errors naming the key."""
-        return load_config(cls, data, "train")
 
 
 def ema_decay_at(n: int, max_decay: float) -> float:
@@ -112,12 +73,12 @@ class LDMTrainingModule(pl.LightningModule):
         if cond.kind == "none":
             return None
         if cond.kind == "class":
-            labels = batch["cls"].to(z.device, torch.long)
+            labels = batch["label"].to(z.device, torch.long)
             if p > 0:
                 labels = drop_class_labels(labels, p, cond.n_classes, generator)
             return labels
         if cond.kind == "text":
-            prompts = list(batch["txt"])
+            prompts = list(batch["caption"])
             if p > 0:
                 prompts = drop_prompts(prompts, p, generator)
             return tokenize(self.tokenizer, prompts, cond.max_seq_len).to(z.device)

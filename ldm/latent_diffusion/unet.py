@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ldm.unet.attention import AttentionBlock, SpatialTransformer, zero_module
-from ldm.unet.blocks import Downsample, EmbedSequential, ResBlock, Upsample, timestep_embedding
-from ldm.unet.config import UNetConfig
+from ldm.latent_diffusion.attention import AttentionBlock, SpatialTransformer, zero_module
+from ldm.latent_diffusion.blocks import Downsample, EmbedSequential, ResBlock, Upsample, timestep_embedding
+from ldm.latent_diffusion.config import UNetConfig
 
 
 class UNet(nn.Module):
@@ -19,7 +19,6 @@ class UNet(nn.Module):
         mc = config.model_channels
         emb_ch = 4 * mc  # time-embedding width, as ADM
         self.time_embed = nn.Sequential(nn.Linear(mc, emb_ch), nn.SiLU(), nn.Linear(emb_ch, emb_ch))
-        self.label_emb = nn.Embedding(config.num_classes, emb_ch) if config.num_classes else None
 
         def res(ch_in: int, ch_out: int, **kw: bool) -> ResBlock:
             return ResBlock(ch_in, emb_ch, ch_out, dropout=config.dropout,
@@ -80,8 +79,8 @@ class UNet(nn.Module):
                                       use_checkpoint=c.use_checkpoint)
         return AttentionBlock(channels, heads, norm_groups=c.norm_groups, use_checkpoint=c.use_checkpoint)
 
-    def forward(self, x: Tensor, t: Tensor, context: Tensor | None = None, y: Tensor | None = None) -> Tensor:
-        """x [N x C_in x H x W], t [N] long, context [N x M x D_ctx] or None, y [N] long -> [N x C_out x H x W]."""
+    def forward(self, x: Tensor, t: Tensor, context: Tensor | None = None) -> Tensor:
+        """x [N x C_in x H x W], t [N] long, context [N x M x D_ctx] or None -> [N x C_out x H x W]."""
         c = self.config
         if x.shape[-2] % c.downsample_factor or x.shape[-1] % c.downsample_factor:
             raise ValueError(
@@ -90,11 +89,7 @@ class UNet(nn.Module):
             )
         if c.attention == "cross" and context is None:
             raise ValueError("UNet: this model cross-attends to a context [N x M x D]; got None")
-        if (y is None) != (self.label_emb is None):
-            raise ValueError("UNet: pass class labels y exactly when the config has num_classes > 0")
         emb = self.time_embed(timestep_embedding(t, c.model_channels).to(x.dtype))  # (N, 4*mc)
-        if self.label_emb is not None:
-            emb = emb + self.label_emb(y)
         h = x
         skips = []
         for block in self.input_blocks:

@@ -10,7 +10,7 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from ldm.unet.attention import SpatialTransformer, zero_module
+from ldm.latent_diffusion.attention import SpatialTransformer, zero_module
 
 
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:

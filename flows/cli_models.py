@@ -1,0 +1,143 @@
+"""`ldm sample` and `ldm upscale`: images from a trained (or pulled) model folder, every setting on the command line.
+
+    ldm sample --models models -n 16 --class 3 --sampler ddim --steps 50 --guidance 2.0 --seed 0 -o samples/
+    ldm upscale --models models photo.jpg -o photo_x4.png --tile 64
+
+`--models` holds `autoencoder/` beside `ldm/` (sample) or `ldm_sr/` (upscale), as
+`dvc repro` writes them under models/ and `ldm pull` brings them back. `upscale`
+super-resolves any image with the LDM-BSR model; inputs larger than `--tile`
+(LR pixels) are cut into overlapping tiles, each sampled at its own size
+(convolutional sampling, Sec. C.1), and blended with linear ramps.
+The model code is imported when a command runs, never to print `--help`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import typing
+from pathlib import Path
+
+from ldm.diffusion.config import SamplerName, SamplerSettings, Spacing
+from ldm.errors import InvalidInput
+
+log = logging.getLogger("ldm.sample")
+DEFAULTS = SamplerSettings()
+
+
+def _settings(args: argparse.Namespace) -> SamplerSettings:
+    try:
+        return SamplerSettings(sampler=args.sampler, steps=args.steps, eta=args.eta, spacing=args.spacing,
+                               guidance_scale=getattr(args, "guidance", 1.0))
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+def _check_condition(kind: str, n_classes: int, args: argparse.Namespace) -> None:
+    if args.prompt is not None and kind != "text":
+        raise InvalidInput(f"--prompt is for text models; this model is {kind}-conditioned"
+                           + (" (use --class)" if kind == "class" else ""))
+    if args.class_id is not None and kind != "class":
+        raise InvalidInput(f"--class is for class-conditional models; this model is {kind}-conditioned")
+    if kind == "class" and args.class_id is None:
+        raise InvalidInput(f"this model is class-conditional: pass --class 0..{n_classes - 1}")
+    if kind == "text" and args.prompt is None:
+        raise InvalidInput("this model is text-conditional: pass --prompt \"...\"")
+
+
+def sample(args: argparse.Namespace) -> Path:
+    """N images of one class / prompt (or unconditional) as PNGs, a grid and settings.json in args.output."""
+    from PIL import Image
+
+    from ldm.autoencoder.checkpoint import load_autoencoder
+    from ldm.data.grids import save_grid
+    from ldm.latent_diffusion.checkpoint import load_ldm
+    from ldm.latent_diffusion.generate import sample_images
+    from ldm.reports import write_json
+
+    settings = _settings(args)
+    autoencoder, _ = load_autoencoder(args.models / "autoencoder")
+    loaded = load_ldm(args.models / "ldm")
+    cfg = loaded.model.config.conditioning
+    _check_condition(cfg.kind, cfg.n_classes, args)
+    seeds = [args.seed + i for i in range(args.n)]
+    batch = sample_images(loaded, autoencoder.decode, seeds, settings, batch_size=args.batch_size,
+                          labels=[args.class_id] * args.n if cfg.kind == "class" else None,
+                          prompts=[args.prompt] * args.n if cfg.kind == "text" else None)  # (N, 3, H, W) uint8
+    out = args.output
+    out.mkdir(parents=True, exist_ok=True)
+    for seed, image in zip(seeds, batch):
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(out / f"{seed:06d}.png")
+    save_grid(batch, out / "grid.png", nrow=min(8, len(batch)))
+    write_json(out / "settings.json", {"model": str(args.models / "ldm"), "preset": loaded.card.preset, "n": args.n,
+                                       "class": args.class_id, "prompt": args.prompt, "seeds": [seeds[0], seeds[-1]],
+                                       "scale_factor": loaded.scale_factor, **settings.to_dict()})
+    log.info("wrote %d samples and grid.png to %s", args.n, out)
+    return out
+
+
+def upscale(args: argparse.Namespace) -> Path:
+    """Super-resolve one image file with the LDM-BSR model, tiled when larger than --tile."""
+    from PIL import Image
+
+    from ldm.autoencoder.checkpoint import load_autoencoder
+    from ldm.data.images import BadImage, decode_image
+    from ldm.errors import InputNotFound
+    from ldm.latent_diffusion.checkpoint import load_ldm
+    from ldm.latent_diffusion.upscale import check_sr_model, upscale_image
+
+    settings = _settings(args)
+    autoencoder, _ = load_autoencoder(args.models / "autoencoder")
+    loaded = load_ldm(args.models / "ldm_sr")
+    check_sr_model(loaded, str(args.models / "ldm_sr"))
+    try:
+        image, _ = decode_image(args.input.read_bytes())
+    except FileNotFoundError:
+        raise InputNotFound(f"{args.input}: no such image file") from None
+    except BadImage as exc:
+        raise InvalidInput(f"{args.input}: {exc}") from None
+    result = upscale_image(loaded, autoencoder.decode, image, settings=settings, seed=args.seed, tile=args.tile,
+                           overlap=args.overlap, downsample=autoencoder.downsample_factor)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(result).save(args.output)
+    log.info("upscaled %s (%dx%d) to %s (%dx%d)", args.input, image.shape[1], image.shape[0], args.output,
+             result.shape[1], result.shape[0])
+    return args.output
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def add_sampler_options(parser: argparse.ArgumentParser, guidance: bool) -> None:
+    """The sampler flags shared by `sample` and `upscale` (choices and defaults from SamplerSettings)."""
+    parser.add_argument("--models", type=Path, default=Path("models"), help="folder with autoencoder/ and ldm/ or ldm_sr/")
+    parser.add_argument("--sampler", choices=typing.get_args(SamplerName), default=DEFAULTS.sampler)
+    parser.add_argument("--steps", type=_positive, default=DEFAULTS.steps, help="denoising steps, at most the model's T (default: %(default)s)")
+    parser.add_argument("--eta", type=float, default=DEFAULTS.eta, help="DDIM noise: 0 deterministic (default), 1 DDPM-like")
+    parser.add_argument("--spacing", choices=typing.get_args(Spacing), default=DEFAULTS.spacing, help="timestep spacing (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="sample i starts from noise seeded with seed + i")
+    if guidance:
+        parser.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale; 1 = none (default: %(default)s)")
+
+
+def add_model_commands(commands: argparse._SubParsersAction) -> None:
+    """Register `sample` and `upscale` on the `ldm` parser."""
+    s = commands.add_parser("sample", help="draw images from a trained LDM", description=sample.__doc__)
+    add_sampler_options(s, guidance=True)
+    s.add_argument("-n", type=_positive, default=16, help="number of images (default: %(default)s)")
+    s.add_argument("--class", dest="class_id", type=int, default=None, help="class id (class-conditional models)")
+    s.add_argument("--prompt", default=None, help="text prompt (text models)")
+    s.add_argument("--batch-size", type=_positive, default=16)
+    s.add_argument("-o", "--output", type=Path, required=True, help="output folder for PNGs, grid.png, settings.json")
+    s.set_defaults(handler=sample)
+    u = commands.add_parser("upscale", help="super-resolve an image with the LDM-BSR model", description=upscale.__doc__)
+    add_sampler_options(u, guidance=False)
+    u.add_argument("input", type=Path, help="image file (any size; RGB, grey, alpha are converted)")
+    u.add_argument("-o", "--output", type=Path, required=True, help="output PNG")
+    u.add_argument("--tile", type=_positive, default=64, help="LR tile side in pixels (default: %(default)s)")
+    u.add_argument("--overlap", type=int, default=16, help="LR pixels shared by neighbouring tiles (default: %(default)s)")
+    u.set_defaults(handler=upscale)

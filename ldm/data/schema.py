@@ -1,0 +1,185 @@
+"""The shard schema: every field of a webdataset sample, how it is encoded, and the typed samples of each stage.
+
+A sample is the tar members `{key}.{field}`. This module is the only place a
+field name is written; stages and loaders use the typed samples below.
+
+| field        | sample kinds             | holds                                                   |
+|--------------|--------------------------|---------------------------------------------------------|
+| `png`        | image                    | the image, [H x W x 3] uint8 RGB as PNG                 |
+| `hr.png`     | pair                     | the high-resolution image the LR one was made from (PNG) |
+| `lr.png`     | pair, latent (SR pairs)  | the degraded low-resolution image (PNG)                 |
+| `latent.npy` | latent                   | the autoencoder's latent [C x h x w], unscaled, `.npy`  |
+| `cls`        | all                      | class id, ASCII decimal                                 |
+| `txt`        | all                      | caption, UTF-8                                          |
+| `json`       | all                      | metadata, canonical JSON (sorted keys, no spaces)       |
+
+Keys carry no dot (webdataset splits the member name at the first one).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+from PIL import Image
+
+from ldm.data.images import encode_png
+
+KEY = "__key__"  # webdataset's name for the sample key
+
+
+class Field(StrEnum):
+    """The tar member suffixes of a sample."""
+
+    IMAGE = "png"
+    HR = "hr.png"
+    LR = "lr.png"
+    LATENT = "latent.npy"
+    LABEL = "cls"
+    CAPTION = "txt"
+    META = "json"
+
+
+def encode_json(obj: object) -> bytes:
+    """Canonical JSON bytes (sorted keys, no spaces) so equal metadata hashes equally."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """PNG bytes of a shard -> [H x W x 3] uint8 RGB (the shards hold RGB PNGs written by `encode_png`)."""
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def encode_npy(array: np.ndarray) -> bytes:
+    """An array as `.npy` bytes (no pickle)."""
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def decode_npy(data: bytes) -> np.ndarray:
+    """`.npy` bytes -> the array; pickled objects are refused."""
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+RawSample = dict[str, Any]  # `__key__` plus undecoded fields, as a tar reader yields them
+
+
+class Sample(Protocol):
+    """What a shard writer takes: a typed sample that encodes itself."""
+
+    key: str
+
+    def encode(self) -> RawSample: ...
+
+
+def _common(raw: RawSample) -> dict[str, Any]:
+    """The fields every sample kind has: key, label, caption, metadata."""
+    meta = json.loads(raw[Field.META]) if Field.META in raw else {}
+    return {"key": raw[KEY], "label": int(raw[Field.LABEL]), "caption": raw[Field.CAPTION].decode(), "meta": meta}
+
+
+def _encode_common(sample: ImageSample | PairSample | LatentSample) -> RawSample:
+    return {KEY: sample.key, Field.LABEL.value: str(sample.label).encode(), Field.CAPTION.value: sample.caption.encode(),
+            Field.META.value: encode_json(sample.meta)}
+
+
+def require(raw: RawSample, *fields: Field) -> None:
+    """Raise KeyError naming the first missing field (the caller names the shard and key)."""
+    for name in fields:
+        if name not in raw:
+            raise KeyError(f"has no {name.value!r} field")
+
+
+@dataclass(frozen=True)
+class ImageSample:
+    """A dataset image (stage download): image [H x W x 3] uint8, class id, caption, metadata."""
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (Field.IMAGE, Field.LABEL, Field.CAPTION)
+
+    key: str
+    image: np.ndarray
+    label: int
+    caption: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> RawSample:
+        """Tar member bytes by field."""
+        return {**_encode_common(self), Field.IMAGE.value: encode_png(self.image)}
+
+    @classmethod
+    def decode(cls, raw: RawSample) -> ImageSample:
+        """A tar sample -> ImageSample."""
+        require(raw, *cls.FIELDS)
+        return cls(image=decode_png(raw[Field.IMAGE]), **_common(raw))
+
+
+@dataclass(frozen=True)
+class PairSample:
+    """A super-resolution pair (stage degrade): HR [H x W x 3] and LR [H/s x W/s x 3] uint8, plus the source's fields."""
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (Field.HR, Field.LR, Field.LABEL, Field.CAPTION)
+
+    key: str
+    hr: np.ndarray
+    lr: np.ndarray
+    label: int
+    caption: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> RawSample:
+        """Tar member bytes by field."""
+        return {**_encode_common(self), Field.HR.value: encode_png(self.hr), Field.LR.value: encode_png(self.lr)}
+
+    @classmethod
+    def decode(cls, raw: RawSample) -> PairSample:
+        """A tar sample -> PairSample."""
+        require(raw, *cls.FIELDS)
+        return cls(hr=decode_png(raw[Field.HR]), lr=decode_png(raw[Field.LR]), **_common(raw))
+
+
+@dataclass(frozen=True)
+class LatentSample:
+    """A cached latent (stage cache_latents): latent [C x h x w] unscaled, the LR image for SR pairs, the source's fields."""
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (Field.LATENT, Field.LABEL, Field.CAPTION)
+
+    key: str
+    latent: np.ndarray
+    label: int
+    caption: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    lr: np.ndarray | None = None
+
+    def encode(self) -> RawSample:
+        """Tar member bytes by field."""
+        raw = {**_encode_common(self), Field.LATENT.value: encode_npy(self.latent)}
+        if self.lr is not None:
+            raw[Field.LR.value] = encode_png(self.lr)
+        return raw
+
+    @classmethod
+    def decode(cls, raw: RawSample) -> LatentSample:
+        """A tar sample -> LatentSample."""
+        require(raw, *cls.FIELDS)
+        lr = decode_png(raw[Field.LR]) if Field.LR in raw else None
+        return cls(latent=decode_npy(raw[Field.LATENT]), lr=lr, **_common(raw))
+
+    @staticmethod
+    def decode_latent(raw: RawSample) -> np.ndarray:
+        """Only the latent of a tar sample (statistics read nothing else)."""
+        require(raw, Field.LATENT)
+        return decode_npy(raw[Field.LATENT])
+
+
+def image_of(raw: RawSample) -> np.ndarray:
+    """The image an encoder sees in a sample: `png` of an image sample, `hr.png` of a pair."""
+    for name in (Field.IMAGE, Field.HR):
+        if name in raw:
+            return decode_png(raw[name])
+    raise KeyError(f"has neither a {Field.IMAGE.value!r} nor a {Field.HR.value!r} field")

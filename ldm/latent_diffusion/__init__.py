@@ -1,0 +1,18 @@
+"""The latent diffusion model: the ablated UNet with cross-attention, conditioning, presets, Lightning training,
+checkpoints, sampling and super-resolution."""
+
+from ldm.lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "attention": ("AttentionBlock", "CrossAttention", "GEGLUFeedForward", "SpatialTransformer"),
+    "blocks": ("ResBlock", "timestep_embedding"),
+    "checkpoint": ("LDMCard", "LoadedLDM", "load_ldm", "save_ldm"),
+    "config": ("AttentionKind", "LDMConfig", "UNetConfig"),
+    "generate": ("conditions", "decode_latents", "generate_latents", "sample_images"),
+    "lightning_module": ("LDMTrainingModule",),
+    "model": ("LatentDiffusionModel", "build_ldm"),
+    "presets": ("TXT2IMG_UNUSED_LM_HEAD", "VQ_F4_PARAMS", "preset_config", "preset_names"),
+    "train_config": ("TrainConfig",),
+    "unet": ("UNet",),
+    "upscale": ("evaluate_sr", "upscale_image", "upscale_latents"),
+})

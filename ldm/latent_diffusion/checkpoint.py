@@ -1,0 +1,90 @@
+"""A trained LDM's folder: `model.safetensors` (weights), `config.json` (the card, with the model config and its
+scale factor) and, for text models, `tokenizer/`. Written and read here only."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from safetensors.torch import load_file, save_file
+
+from ldm.config import Config
+from ldm.data.shards import AtomicFolder
+from ldm.errors import InputNotFound, InvalidInput
+from ldm.latent_diffusion.config import LDMConfig
+from ldm.latent_diffusion.model import LatentDiffusionModel
+
+WEIGHTS, CARD, TOKENIZER = "model.safetensors", "config.json", "tokenizer"
+
+
+@dataclass(frozen=True)
+class LDMCard(Config):
+    """config.json of an LDM folder: the model config (scale factor included) and where the weights came from."""
+
+    section = "ldm config.json"
+
+    model: LDMConfig
+    preset: str = ""
+    weights: Literal["ema", "raw"] = "raw"  # the EMA copy or the trained weights themselves
+    autoencoder_sha256: str = ""  # the first stage the latents came from
+    autoencoder_preset: str = ""
+    sr_scale: int = 0  # super-resolution models: HR side / LR side (what `ldm upscale` multiplies by); 0 otherwise
+    captions: tuple[str, ...] = ()  # text models: prompts for sampling, the training captions most frequent first
+    lineage: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def scale_factor(self) -> float:
+        """z_model = z_autoencoder * scale_factor (App. F)."""
+        return self.model.scale_factor
+
+
+@dataclass
+class LoadedLDM:
+    """A model in eval mode with what sampling needs beside it."""
+
+    model: LatentDiffusionModel
+    card: LDMCard
+    tokenizer: Any = None  # text models only
+
+    @property
+    def scale_factor(self) -> float:
+        """The latent scale the model was trained with."""
+        return self.model.config.scale_factor
+
+
+def save_ldm(folder: str | Path, model: LatentDiffusionModel, card: LDMCard, tokenizer: Any = None) -> None:
+    """Write weights, card and tokenizer into `folder` atomically (the folder appears only when complete)."""
+    if card.model != model.config:
+        raise ValueError("save_ldm: the card's model config is not the model's own")
+    from ldm.conditioning.tokenizer import save_tokenizer
+
+    with AtomicFolder(folder) as staging:
+        tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(tensors, str(staging / WEIGHTS), metadata={"preset": card.preset})
+        (staging / CARD).write_text(json.dumps(card.to_dict(), indent=2, sort_keys=True) + "\n")
+        if tokenizer is not None:
+            save_tokenizer(tokenizer, staging / TOKENIZER)
+
+
+def load_ldm(folder: str | Path) -> LoadedLDM:
+    """Load a model folder written by `save_ldm` (stage train_ldm / train_sr, or `ldm pull`)."""
+    folder = Path(folder)
+    weights, card_file = folder / WEIGHTS, folder / CARD
+    for path in (weights, card_file):
+        if not path.is_file():
+            raise InputNotFound(f"{path}: no such file; train the model first (dvc repro train_ldm / train_sr)"
+                                " or pull a release with `ldm pull`")
+    try:
+        card = LDMCard.from_dict(json.loads(card_file.read_text()))
+    except ValueError as exc:
+        raise InvalidInput(f"{card_file}: {exc}; was it written by stage train_ldm?") from None
+    model = LatentDiffusionModel(card.model)
+    model.load_state_dict(load_file(str(weights)), strict=True)
+    tokenizer = None
+    if card.model.conditioning.kind == "text":
+        from ldm.conditioning.tokenizer import load_tokenizer
+
+        tokenizer = load_tokenizer(folder / TOKENIZER)
+    return LoadedLDM(model.eval().requires_grad_(False), card, tokenizer)

@@ -1,0 +1,9 @@
+"""The names a user picks among, with no torch import: feature extractors and fidelity metrics (D.3)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+# inception-v3-compat: the paper's; random-conv: a seeded stand-in for smoke runs only, never compare its numbers.
+FeatureExtractorName = Literal["inception-v3-compat", "random-conv"]
+MetricName = Literal["fid", "kid", "isc", "prc"]  # FID, KID, Inception Score, precision/recall

@@ -1,0 +1,81 @@
+"""The one command-line mechanism of the stages, and the one error wrapper of every entry point.
+
+A stage module is `run(params, paths)` plus `main = stage_main(run, Paths, __doc__)`.
+`Paths` is a frozen dataclass whose fields become required options (`--name`),
+so dvc.yaml's `cmd` is the only place a path is written; a `Literal` field
+becomes a required choice. `guard` runs any command: a `UserError` is one line
+and exit code 2, anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ldm.errors import UserError
+
+P = TypeVar("P")
+
+
+def arg(help: str) -> Any:
+    """A `Paths` field: a required option with this help text."""
+    return dataclasses.field(metadata={"help": help})
+
+
+def setup_logging() -> None:
+    """Plain `level: message` lines on stderr."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
+
+
+def guard(work: Callable[[], object]) -> int:
+    """Run `work`: 0, or for a UserError `error: <message>` on stderr (a line per problem) and 2.
+
+    Any other exception propagates with its traceback: a bug is not a user error.
+    """
+    try:
+        code = work()
+    except UserError as exc:
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        print("\n".join(f"error: {line}" for line in lines), file=sys.stderr, flush=True)
+        return 2
+    return code if isinstance(code, int) else 0
+
+
+def build_parser(paths_type: type, doc: str, prog: str) -> argparse.ArgumentParser:
+    """`--params` plus one required option per field of `paths_type`."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", required=True, type=Path, help="the params file (params.yaml)")
+    hints = typing.get_type_hints(paths_type)
+    for field in dataclasses.fields(paths_type):
+        flag, help = f"--{field.name.replace('_', '-')}", field.metadata.get("help", "")
+        options = typing.get_args(hints[field.name]) if typing.get_origin(hints[field.name]) is typing.Literal else None
+        if options:
+            parser.add_argument(flag, dest=field.name, required=True, choices=options, help=help)
+        else:
+            parser.add_argument(flag, dest=field.name, required=True, type=Path, metavar="PATH", help=help)
+    return parser
+
+
+def stage_main(run: Callable[[Any, P], object], paths_type: type[P], doc: str) -> Callable[[list[str] | None], int]:
+    """The `main(argv)` of a stage module: parse, load params, run under `guard`."""
+    module = run.__module__
+
+    def main(argv: list[str] | None = None) -> int:
+        args = vars(build_parser(paths_type, doc, f"python -m {module}").parse_args(argv))
+        params_file = args.pop("params")
+        setup_logging()
+
+        def work() -> None:
+            from stages.params import load_params
+
+            run(load_params(params_file), paths_type(**args))
+
+        return guard(work)
+
+    return main

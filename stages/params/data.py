@@ -1,0 +1,74 @@
+"""params.yaml sections of the data stages: the shared `data` settings, `download` and `degrade`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from ldm.degradation.variants import Scale, VariantName
+from stages.params.base import Section
+
+
+class DataParams(Section):
+    """Shared data settings: the image size every stage sees and the shard layout."""
+
+    resolution: int = Field(64, ge=16, le=1024, description="crop side in pixels")
+    shard_size: int = Field(500, ge=1, le=100_000, description="samples per shard")
+
+    @field_validator("resolution")
+    @classmethod
+    def _multiple_of_8(cls, value: int) -> int:
+        if value % 8:
+            raise ValueError("must be a multiple of 8 (autoencoders downsample by powers of two)")
+        return value
+
+
+class EmbeddedParams(Section):
+    """The offline default: photographs that ship inside scikit-image and scikit-learn."""
+
+    train_crops: int = Field(1200, ge=1, le=100_000)
+    val_crops: int = Field(240, ge=1, le=100_000)
+    val_fraction: float = Field(0.25, gt=0.0, lt=0.5, description="share of each photo's long side kept for val")
+    max_scale: float = Field(4.0, ge=1.0, le=16.0, description="largest crop side as a multiple of the resolution")
+
+
+class FolderParams(Section):
+    """An image folder: one subfolder per class, optional captions.jsonl at its root."""
+
+    path: str = "data/source/images"
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    captions: str = "captions.jsonl"
+
+
+class ManifestParams(Section):
+    """A JSON-lines list of {url, sha256[, class][, caption]} to download and verify."""
+
+    path: str = "data/source/manifest.jsonl"
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    workers: int = Field(8, ge=1, le=64)
+    retries: int = Field(3, ge=0, le=20)
+    timeout_s: float = Field(60.0, gt=0.0, le=3600.0)
+
+
+class DownloadParams(Section):
+    """Stage `download`: which source to read and what to do with bad input."""
+
+    source: Literal["embedded", "folder", "manifest"] = "embedded"
+    seed: int = Field(0, ge=0)
+    on_bad_input: Literal["skip", "fail"] = "skip"
+    workers: int = Field(2, ge=1, le=64, description="processes decoding folder or manifest images")
+    embedded: EmbeddedParams = EmbeddedParams()
+    folder: FolderParams = FolderParams()
+    manifest: ManifestParams = ManifestParams()
+
+
+class DegradeParams(Section):
+    """Stage `degrade`: LR/HR pairs for super-resolution (Sec. C.7.1)."""
+
+    variant: VariantName = "bsr_light"
+    scale: Scale = 4
+    degradations_per_image: int = Field(1, ge=1, le=64)
+    seed: int = Field(0, ge=0)
+    workers: int = Field(2, ge=1, le=64, description="processes, one shard each; the output does not depend on it")
+    grid_pairs: int = Field(16, ge=1, le=256, description="HR | LR pairs in reports/degrade.png")
