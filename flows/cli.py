@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command != "params":
         setup_logging()
-        for noisy in ("botocore", "boto3", "s3transfer", "urllib3"):
+        for noisy in ("botocore", "boto3", "s3transfer", "urllib3", "httpx"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     return guard(lambda: args.handler(args))
 

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 from pathlib import Path
 
 from flows.config import load_config
 
 
+def _prefect_defaults() -> None:
+    """What a temporary Prefect server needs on a busy or offline machine, unless the environment says otherwise."""
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # the default 20 s is not enough on 2 cores
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
 def _run(args: argparse.Namespace) -> int:
+    _prefect_defaults()
     from flows.pipeline import pipeline
 
     summary = pipeline(workdir=args.workdir, params_file=args.params, targets=args.target or None, store=args.store,
@@ -20,6 +28,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    _prefect_defaults()
     from flows.pipeline import pipeline
 
     workdir = str(Path(args.workdir).resolve())
@@ -30,6 +39,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    _prefect_defaults()
     from flows.evaluate import evaluate_release
 
     result = evaluate_release(name=args.name, version=args.version, alias=args.alias, workdir=args.workdir, params_file=args.params,

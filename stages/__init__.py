@@ -1,1 +1,1 @@
-"""One module per DVC stage: `python -m stages.<name>`; each has `run(params, paths)` and `main()`."""
+"""One module per DVC stage (`python -m stages.<name>`), the params.yaml boundary (`params/`) and the stage command line (`cli.py`)."""

@@ -22,11 +22,10 @@ from ldm.autoencoder import (
     dead_code_fraction,
     hinge_d_loss,
     hinge_g_loss,
-    latent_channel_stats,
-    latent_scale_factor,
     preset_config,
     preset_names,
 )
+from ldm.latents import RunningMoments, first_batch_std
 from ldm.metrics import psnr, ssim
 
 # Parameter counts of the reference models: encoder + decoder + quant_conv +
@@ -332,10 +331,11 @@ def test_psnr_ssim_and_latent_stats() -> None:
     g = torch.Generator().manual_seed(0)
     mean, std = torch.tensor([0.0, 2.0, -1.0]), torch.tensor([1.0, 0.5, 3.0])
     z = mean.view(1, 3, 1, 1) + std.view(1, 3, 1, 1) * torch.randn(64, 3, 16, 16, generator=g)
-    m, s = latent_channel_stats(z)
-    assert torch.allclose(m, mean, atol=0.05) and torch.allclose(s, std, rtol=0.03)
+    moments = RunningMoments(3)
+    moments.update(z)
+    assert torch.allclose(moments.mean.float(), mean, atol=0.05) and torch.allclose(moments.var.sqrt().float(), std, rtol=0.03)
     unit = torch.randn(64, 4, 8, 8, generator=g)
-    assert latent_scale_factor(3.0 * unit) == pytest.approx(1 / 3, rel=0.02)
+    assert 1 / first_batch_std(3.0 * unit) == pytest.approx(1 / 3, rel=0.02)  # the scale factor of the latent
     assert dead_code_fraction(torch.tensor([0, 3, 0, 1])) == 0.5
 
 

@@ -1,14 +1,22 @@
-"""The DVC pipeline for real: `dvc repro` in a temporary git + DVC repository."""
+"""The DVC pipeline for real: `dvc repro` in a temporary git + DVC repository, then every documented command."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import signal
 import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 pytestmark = pytest.mark.slow
 
@@ -150,3 +158,112 @@ def test_a_changed_download_param_reruns_with_new_bytes(repo):
         (repo / "params.yaml").write_text(params)
         _sh("dvc", "repro", "download", cwd=repo)
     assert json.loads((repo / "reports" / "download.json").read_text())["shards"] == before
+
+
+# ------------------------------------------------------------------ the documented commands
+# Last in this module: `dvc exp run` leaves its results in the workspace.
+
+DOCS = ("README.md", "docs/storage.md")
+NOT_RUN = ("make run", "make test", "python -m pytest")  # the set-up and this suite themselves: what CI runs
+REFUSED = {"--prompt": "--prompt is for text models"}  # the README says a class model refuses a prompt, and how
+SERVER_WAIT_S = 90.0
+
+
+def documented_commands(root: Path, doc: str) -> list[str]:
+    """The command lines of `doc`'s bash blocks, as a reader types them (comments dropped)."""
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", (root / doc).read_text(), re.S):
+        for line in block.splitlines():
+            command = line.split("  #")[0].strip()
+            if command and not command.startswith(("#", "source .venv/bin/activate", *NOT_RUN)):
+                lines.append(command)
+    return lines
+
+
+def params_edits(root: Path, doc: str) -> dict[str, str]:
+    """`# in params.yaml:  key: value` comment lines of a doc's bash blocks."""
+    return dict(re.findall(r"^#\s+(?:in params\.yaml:)?\s+([\w.]+): (\S+)$", (root / doc).read_text(), re.M))
+
+
+class CleanShell:
+    """Commands run as a reader runs them: a fresh bash, no profile, a bare PATH, the venv entered with `source`."""
+
+    def __init__(self, repo: Path, home: Path):
+        home.mkdir(parents=True, exist_ok=True)
+        (home / ".gitconfig").write_text("[user]\n\tname = reader\n\temail = reader@example.com\n")  # dvc exp commits
+        self.repo, self.exports, self.servers = repo, "", []
+        self.env = {"HOME": str(home), "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+    def script(self, command: str) -> list[str]:
+        return ["bash", "--noprofile", "--norc", "-c", f"source .venv/bin/activate{self.exports} && {command}"]
+
+    def run(self, command: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        if command.startswith("export "):
+            self.exports += f" && {command}"
+            return subprocess.CompletedProcess(command, 0, "", "")
+        if command.endswith("&"):  # a server in the background, stopped when the test ends
+            self.servers.append(subprocess.Popen(self.script(command.rstrip("& ")), cwd=self.repo, env=self.env,
+                                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+            time.sleep(3)
+            return subprocess.CompletedProcess(command, 0, "", "")
+        return subprocess.run(self.script(command), cwd=self.repo, env=self.env, capture_output=True, text=True,
+                              timeout=timeout)
+
+    def serve(self, command: str, until: str) -> str:
+        """A long-running command: its output until it prints `until` (or SERVER_WAIT_S pass), then it is stopped."""
+        lines: list[str] = []
+        with subprocess.Popen(self.script(command), cwd=self.repo, env=self.env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True) as process:
+            reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
+            reader.start()
+            deadline = time.monotonic() + SERVER_WAIT_S
+            while time.monotonic() < deadline and process.poll() is None and not any(until in line for line in lines):
+                time.sleep(1)
+            os.killpg(process.pid, signal.SIGTERM)
+            reader.join(30)
+        return "".join(lines)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            os.killpg(server.pid, signal.SIGTERM)
+
+
+def test_every_documented_command_runs_as_written_from_a_clean_shell(repo, root, tmp_path):
+    """README.md and docs/storage.md, command by command, in the reproduced workspace (what `make run` leaves)."""
+    (repo / ".venv").symlink_to(Path(sys.executable).resolve().parent.parent if not (root / ".venv").is_dir() else root / ".venv")
+    _sh("git", "add", "-A", cwd=repo)
+    _sh("git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "reproduced", cwd=repo)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(repo / "photo.jpg")
+    shell = CleanShell(repo, tmp_path / "home")
+    failures, ran = [], 0
+    try:
+        for doc in DOCS:
+            commands = documented_commands(root, doc)
+            if doc == "docs/storage.md":  # its local S3 walkthrough sets up what the commands above it assume
+                walkthrough = commands.index(next(c for c in commands if "moto_server" in c))
+                commands = commands[walkthrough:] + commands[:walkthrough]
+                params = yaml.safe_load((repo / "params.yaml").read_text())
+                for dotted, value in params_edits(root, doc).items():
+                    *parents, key = dotted.split(".")
+                    section = params
+                    for part in parents:
+                        section = section.setdefault(part, {})
+                    section[key] = value
+                (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+            for command in commands:
+                ran += 1
+                if command.startswith("ldm serve"):
+                    if "polling for scheduled runs" not in shell.serve(command, until="polling for scheduled runs"):
+                        failures.append(f"{doc}: {command}: never said it serves")
+                    continue
+                result = shell.run(command)
+                refusal = next((message for flag, message in REFUSED.items() if flag in command), None)
+                ok = result.returncode == 2 and refusal in result.stderr if refusal else result.returncode == 0
+                if not ok or "Traceback" in result.stderr:
+                    failures.append(f"{doc}: {command}: exit {result.returncode}\n{result.stdout[-1500:]}\n{result.stderr[-1500:]}")
+    finally:
+        shell.stop()
+        for pulled in ("/srv/ldm", "/srv/models/ldm", "/tmp/ldm-v1", "/tmp/ldm-latest"):
+            shutil.rmtree(pulled, ignore_errors=True)
+    assert ran >= 25 and failures == [], "\n\n".join(failures)
+    assert (repo / "samples" / "grid.png").is_file() and Image.open(repo / "photo_x4.png").size == (56 * 4, 40 * 4)

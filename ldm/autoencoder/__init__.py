@@ -7,7 +7,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "config": ("AutoencoderConfig",),
     "discriminator": ("PatchDiscriminator",),
     "distributions": ("DiagonalGaussian",),
-    "health": ("dead_code_fraction", "latent_channel_stats", "latent_scale_factor"),
+    "health": ("dead_code_fraction",),
     "losses": ("MissingWeightsError", "adaptive_weight", "adaptive_weight_from_norms", "build_lpips", "default_vgg_path",
                "hinge_d_loss", "hinge_g_loss", "reconstruction_loss"),
     "model": ("Autoencoder", "AutoencoderOutput", "Decoder", "Encoder", "build_autoencoder"),

@@ -15,6 +15,7 @@ from typing import Any, Iterable
 import torch
 from einops import rearrange
 
+from ldm.autoencoder.health import dead_code_fraction
 from ldm.autoencoder.losses import build_lpips, default_vgg_path
 from ldm.autoencoder.model import Autoencoder
 from ldm.autoencoder.quantize import perplexity
@@ -104,7 +105,7 @@ def evaluate_autoencoder(
     if loss.disc_weight == 0:
         report["skipped"]["discriminator"] = "train_autoencoder.loss.disc_weight is 0: trained without the GAN term"
     if usage is not None:
-        dead = float((usage == 0).sum()) / usage.numel()
+        dead = dead_code_fraction(usage)
         report["codebook"] = {"size": usage.numel(), "used": int((usage > 0).sum()), "dead_fraction": round(dead, 4),
                               "perplexity": round(float(perplexity(usage)), 2)}
         if dead > DEAD_CODES_WARN:

@@ -52,7 +52,7 @@ def encode_json(obj: object) -> bytes:
 def decode_png(data: bytes) -> np.ndarray:
     """PNG bytes of a shard -> [H x W x 3] uint8 RGB (the shards hold RGB PNGs written by `encode_png`)."""
     with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("RGB"))
+        return np.array(image.convert("RGB"))  # writable: torch.from_numpy warns on read-only arrays
 
 
 def encode_npy(array: np.ndarray) -> bytes:
