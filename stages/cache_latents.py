@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from ldm.autoencoder.checkpoint import autoencoder_sha256, load_autoencoder
 from ldm.autoencoder.model import Autoencoder
 from ldm.data.loader import to_tensor
-from ldm.data.schema import KEY, Field, ImageSample, LatentSample, PairSample, RawSample, image_of
+from ldm.data.schema import KEY, LatentSample, image_of
 from ldm.data.shards import read_shards, sha256_file, write_shard
 from ldm.errors import InputNotFound, InvalidInput
 from ldm.latents.encode import encode_latents
@@ -109,14 +109,6 @@ class CacheModule(pl.LightningModule):
         return {"name": shard["name"], "raws": shard["raws"], "z": z.cpu().numpy()}
 
 
-def latent_sample(raw: RawSample, z: np.ndarray, autoencoder_hash: str) -> LatentSample:
-    """The latent of an image or pair sample, with its class, caption, LR image and metadata carried over."""
-    source = PairSample.decode(raw) if Field.HR in raw else ImageSample.decode(raw)
-    return LatentSample(key=source.key, latent=z, label=source.label, caption=source.caption,
-                        meta={**source.meta, "autoencoder_sha256": autoencoder_hash},
-                        lr=source.lr if isinstance(source, PairSample) else None)
-
-
 class ShardWriter(BasePredictionWriter):
     """Writes each encoded shard through the one shard writer (deterministic, atomic)."""
 
@@ -127,7 +119,7 @@ class ShardWriter(BasePredictionWriter):
     def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any, *_: Any) -> None:
         path = self.staging / prediction["name"]
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_shard(path, (latent_sample(raw, z.astype(self.dtype), self.autoencoder_hash)
+        write_shard(path, (LatentSample.of_source(raw, z.astype(self.dtype), autoencoder_sha256=self.autoencoder_hash)
                            for raw, z in zip(prediction["raws"], prediction["z"])))
 
 

@@ -25,7 +25,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader
 
-from ldm.autoencoder.checkpoint import autoencoder_sha256, load_autoencoder
+from ldm.autoencoder.checkpoint import autoencoder_sha256, read_card
 from ldm.conditioning.tokenizer import train_wordpiece
 from ldm.data.latents import collate, latent_dataset
 from ldm.data.loader import shard_urls
@@ -37,12 +37,11 @@ from ldm.latent_diffusion.config import LDMConfig
 from ldm.latent_diffusion.lightning_module import LDMTrainingModule
 from ldm.latent_diffusion.model import LatentDiffusionModel
 from ldm.latent_diffusion.presets import preset_config
-from ldm.latent_diffusion.train_config import TrainConfig
 from ldm.latents.stats import PAIRS, LatentStats, read_stats
 from ldm.reports import write_json
 from ldm.trainer import make_trainer, resume_path, write_curves
 from stages.cli import arg, stage_main
-from stages.params import Params, TrainLDMParams, lineage, to_config
+from stages.params import Params, TrainLDMParams, lineage
 
 log = logging.getLogger("stages.train_ldm")
 
@@ -130,7 +129,7 @@ def run(params: Params, paths: Paths) -> dict:
                 "scale_factor": config.scale_factor}
     ckpt = resume_path(paths.checkpoints, settings)
     pl.seed_everything(p.seed, workers=True, verbose=False)
-    module = LDMTrainingModule(LatentDiffusionModel(config), to_config(p.recipe, TrainConfig), tokenizer)
+    module = LDMTrainingModule(LatentDiffusionModel(config), p.train_config(), tokenizer)
     logs = paths.checkpoints / "logs"
     trainer = make_trainer(steps=p.steps, done=lambda: module.global_step, val_every=min(p.val_every, p.steps),
                            checkpoints=paths.checkpoints, checkpoint_every=p.checkpoint_every, logs=logs,
@@ -145,7 +144,7 @@ def run(params: Params, paths: Paths) -> dict:
     line = lineage({section: p}, {"latents": data_hash, "autoencoder": ae_hash})
     sr_scale = 0
     if config.conditioning.kind == "concat" and first.lr is not None:  # HR side / LR side: what `ldm upscale` multiplies by
-        f = load_autoencoder(paths.autoencoder)[1].downsample_factor
+        f = read_card(paths.autoencoder).downsample_factor
         sr_scale = config.latent_size[0] * f // first.lr.shape[0]
     prompts = tuple(c for c, _ in Counter(c for c in captions if c.strip()).most_common(64)) if tokenizer else ()
     card = LDMCard(model=config, preset=p.preset, weights="ema" if module.ema is not None else "raw",

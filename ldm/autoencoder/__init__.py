@@ -3,7 +3,7 @@
 from ldm.lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "checkpoint": ("load_autoencoder", "save_autoencoder"),
+    "checkpoint": ("AutoencoderCard", "autoencoder_sha256", "load_autoencoder", "read_card", "save_autoencoder"),
     "config": ("AutoencoderConfig",),
     "discriminator": ("PatchDiscriminator",),
     "distributions": ("DiagonalGaussian",),

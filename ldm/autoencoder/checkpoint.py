@@ -15,6 +15,7 @@ from ldm.autoencoder.model import Autoencoder
 from ldm.config import Config
 from ldm.data.shards import AtomicFolder, sha256_file
 from ldm.errors import InputNotFound, InvalidInput
+from ldm.reports import write_json
 
 WEIGHTS, CARD = "model.safetensors", "config.json"
 
@@ -42,25 +43,29 @@ def save_autoencoder(folder: str | Path, model: Autoencoder, card: AutoencoderCa
     with AtomicFolder(folder) as staging:
         tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         save_file(tensors, str(staging / WEIGHTS), metadata={"preset": card.preset})
-        (staging / CARD).write_text(json.dumps(card.to_dict(), indent=2, sort_keys=True) + "\n")
+        write_json(staging / CARD, card.to_dict())
+
+
+def read_card(folder: str | Path) -> AutoencoderCard:
+    """The card of an autoencoder folder, without its weights; errors name the missing or wrong file."""
+    folder = Path(folder)
+    for path in (folder / WEIGHTS, folder / CARD):
+        if not path.is_file():
+            raise InputNotFound(f"{path}: no such file; train the autoencoder first (dvc repro train_autoencoder)")
+    data = json.loads((folder / CARD).read_text())
+    if "model" not in data:
+        raise InvalidInput(f"{folder / CARD}: has no 'model' section; was it written by stage train_autoencoder?")
+    try:
+        return AutoencoderCard.from_dict(data)
+    except ValueError as exc:
+        raise InvalidInput(f"{folder / CARD}: {exc}") from None
 
 
 def load_autoencoder(folder: str | Path) -> tuple[Autoencoder, AutoencoderCard]:
     """(model in eval mode, its card) from `folder`; errors name the missing or wrong file."""
-    folder = Path(folder)
-    weights, card_file = folder / WEIGHTS, folder / CARD
-    for path in (weights, card_file):
-        if not path.is_file():
-            raise InputNotFound(f"{path}: no such file; train the autoencoder first (dvc repro train_autoencoder)")
-    data = json.loads(card_file.read_text())
-    if "model" not in data:
-        raise InvalidInput(f"{card_file}: has no 'model' section; was it written by stage train_autoencoder?")
-    try:
-        card = AutoencoderCard.from_dict(data)
-    except ValueError as exc:
-        raise InvalidInput(f"{card_file}: {exc}") from None
+    card = read_card(folder)
     model = Autoencoder(card.model)
-    model.load_state_dict(load_file(str(weights)), strict=True)
+    model.load_state_dict(load_file(str(Path(folder) / WEIGHTS)), strict=True)
     return model.eval().requires_grad_(False), card
 
 

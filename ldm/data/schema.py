@@ -170,6 +170,14 @@ class LatentSample:
         lr = decode_png(raw[Field.LR]) if Field.LR in raw else None
         return cls(latent=decode_npy(raw[Field.LATENT]), lr=lr, **_common(raw))
 
+    @classmethod
+    def of_source(cls, raw: RawSample, latent: np.ndarray, **meta: Any) -> LatentSample:
+        """The latent of an image or pair sample: its class, caption, metadata (plus `meta`) and a pair's LR image
+        carried over; the source image itself is not decoded again."""
+        common = _common(raw)
+        lr = decode_png(raw[Field.LR]) if Field.LR in raw else None
+        return cls(latent=latent, lr=lr, **{**common, "meta": {**common["meta"], **meta}})
+
     @staticmethod
     def decode_latent(raw: RawSample) -> np.ndarray:
         """Only the latent of a tar sample (statistics read nothing else)."""

@@ -15,6 +15,7 @@ from ldm.data.shards import AtomicFolder
 from ldm.errors import InputNotFound, InvalidInput
 from ldm.latent_diffusion.config import LDMConfig
 from ldm.latent_diffusion.model import LatentDiffusionModel
+from ldm.reports import write_json
 
 WEIGHTS, CARD, TOKENIZER = "model.safetensors", "config.json", "tokenizer"
 
@@ -63,7 +64,7 @@ def save_ldm(folder: str | Path, model: LatentDiffusionModel, card: LDMCard, tok
     with AtomicFolder(folder) as staging:
         tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         save_file(tensors, str(staging / WEIGHTS), metadata={"preset": card.preset})
-        (staging / CARD).write_text(json.dumps(card.to_dict(), indent=2, sort_keys=True) + "\n")
+        write_json(staging / CARD, card.to_dict())
         if tokenizer is not None:
             save_tokenizer(tokenizer, staging / TOKENIZER)
 

@@ -28,7 +28,7 @@ from stages.params.models import (
     TrainAutoencoderParams,
     TrainLDMParams,
     TrainSRParams,
-    inherit_sr,
+    inherit,
 )
 from stages.params.storage import OrchestrateParams, StorageParams
 
@@ -59,7 +59,7 @@ class Params(Section):
         """train_sr states only what differs from train_ldm (see TrainSRParams)."""
         for child, parent in INHERITS.items():
             if isinstance(raw, dict) and parent in raw:
-                raw = {**raw, child: inherit_sr(raw[parent], raw.get(child) or {})}
+                raw = {**raw, child: inherit(raw[parent], raw.get(child) or {})}
         return raw
 
 

@@ -109,6 +109,10 @@ class TrainLDMParams(TrainingLoop):
     checkpoint_every: int = Field(125, ge=1, description="batches between checkpoints")
     recipe: LDMRecipe = LDMRecipe()  # type: ignore[valid-type]
 
+    def train_config(self) -> LDMTrainConfig:
+        """The library's TrainConfig for this run."""
+        return LDMTrainConfig(**self.recipe.model_dump())
+
     @field_validator("preset")
     @classmethod
     def _known(cls, value: str) -> str:
@@ -137,12 +141,13 @@ SR_OWN_KEYS = ("preset", "first_stage", "n_classes")  # what train_sr never take
 INHERITS = {"train_sr": "train_ldm"}  # section -> the section it inherits from (dvc.yaml lists both for the stage)
 
 
-def inherit_sr(train_ldm: Any, train_sr: Any) -> Any:
-    """train_sr's raw section: train_ldm's keys (but SR_OWN_KEYS) with train_sr's on top, `recipe` merged key by key."""
-    if not isinstance(train_ldm, dict) or not isinstance(train_sr, dict):
-        return train_sr  # the validator reports the wrong type
-    merged = {k: v for k, v in train_ldm.items() if k not in SR_OWN_KEYS}
-    for key, value in train_sr.items():
+def inherit(parent: Any, child: Any) -> Any:
+    """A child section's raw data (see INHERITS): the parent's keys (but SR_OWN_KEYS) with the child's on top,
+    `recipe` merged key by key."""
+    if not isinstance(parent, dict) or not isinstance(child, dict):
+        return child  # the validator reports the wrong type
+    merged = {k: v for k, v in parent.items() if k not in SR_OWN_KEYS}
+    for key, value in child.items():
         if key == "recipe" and isinstance(value, dict) and isinstance(merged.get(key), dict):
             value = {**merged[key], **value}
         merged[key] = value
