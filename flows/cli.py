@@ -1,6 +1,6 @@
 """The `ldm` command: params, releases and the Prefect flows.
 
-    ldm params check|show [--params params.yaml]
+    ldm params check|show [--params params.yaml] [--set KEY=VALUE ...] [--origin]
     ldm publish MODEL_DIR --name NAME [--alias A] [--store URL] [--metrics FILE]
     ldm pull NAME [--version V | --alias A] -o DIR [--store URL]
     ldm releases NAME [--store URL] [--json]
@@ -17,7 +17,6 @@ inside the command that needs them, so `ldm --help` answers at once.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 
@@ -28,18 +27,24 @@ from stages.cli import guard, setup_logging
 
 
 def _params_check(args: argparse.Namespace) -> int:
-    from stages.params import load_params
+    from stages.params import parse_params, read_raw
+    from stages.params.show import apply_sets
 
-    params = load_params(args.params)
+    raw, _ = apply_sets(read_raw(args.params), args.set)
+    params = parse_params(raw, args.params)
     sections = ", ".join(type(params).model_fields)
     print(f"{args.params}: valid ({sections})")
     return 0
 
 
 def _params_show(args: argparse.Namespace) -> int:
-    from stages.params import load_params
+    from stages.params import parse_params, read_raw
+    from stages.params.show import apply_sets, lr_notes, origins_of, render
 
-    print(json.dumps(load_params(args.params).model_dump(mode="json"), indent=2))
+    raw, keys = apply_sets(read_raw(args.params), args.set)
+    params = parse_params(raw, args.params)
+    origins = origins_of(raw, keys) if args.origin else None
+    print(render(params.model_dump(mode="json"), origins, lr_notes(params)), end="")
     return 0
 
 
@@ -54,10 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     params_commands = params.add_subparsers(dest="action", metavar="ACTION", required=True)
     check = params_commands.add_parser("check", help="validate params.yaml without running anything")
     check.set_defaults(handler=_params_check)
-    show = params_commands.add_parser("show", help="print params.yaml with every default filled in")
+    show = params_commands.add_parser(
+        "show", help="print the resolved params as YAML: params.yaml over the presets' recipes over the defaults")
+    show.add_argument("--origin", action="store_true", help="mark each value: params.yaml, --set, preset NAME or default")
     show.set_defaults(handler=_params_show)
     for sub in (check, show):
         sub.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+        sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a value as `dvc exp run -S` would, e.g. train_ldm.preset=celebahq-ldm4 "
+                              "(repeatable; VALUE is YAML)")
 
     add_release_commands(commands)
     add_flow_commands(commands)

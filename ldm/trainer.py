@@ -36,6 +36,16 @@ def resolve_precision(precision: str) -> str:
     return "32-true"
 
 
+def lr_factor(step: int, warmup: int = 0, decay_steps: int = 0) -> float:
+    """Learning-rate multiplier at optimizer step `step`: linear warm-up over `warmup` steps, then a cosine
+    decay to 0 over `decay_steps` steps (0: constant)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if not decay_steps:
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * min(step - warmup, decay_steps) / decay_steps))
+
+
 def fingerprint(settings: dict[str, Any]) -> str:
     """sha256 of settings' canonical JSON: what a checkpoint must match to be resumed."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
@@ -103,9 +113,11 @@ def make_trainer(
     logs: Path,
     precision: str,
     grad_clip: float = 0.0,
+    accumulate: int = 1,
     callbacks: list[Callback] | None = None,
 ) -> pl.Trainer:
-    """A Trainer over an endless batch stream that stops after `steps` batches (`done()` counts them)."""
+    """A Trainer over an endless batch stream that stops after `steps` batches (`done()` counts them);
+    with `accumulate` > 1, `done()` counts optimizer steps of `accumulate` batches each."""
     return pl.Trainer(
         accelerator="auto",
         devices="auto",
@@ -116,6 +128,7 @@ def make_trainer(
         check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
         gradient_clip_val=grad_clip or None,
+        accumulate_grad_batches=accumulate,
         logger=CSVLogger(str(logs), name="", version=""),
         log_every_n_steps=max(1, min(10, steps // 50)),
         callbacks=[

@@ -30,7 +30,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ldm.autoencoder.checkpoint import autoencoder_sha256, load_autoencoder
 from ldm.autoencoder.model import Autoencoder
-from ldm.data.loader import to_tensor
+from ldm.data.loader import loader_options, to_tensor
+from ldm.data.loader_config import LoaderSettings
 from ldm.data.schema import KEY, LatentSample, image_of
 from ldm.data.shards import read_shards, sha256_file, write_shard
 from ldm.errors import InputNotFound, InvalidInput
@@ -89,15 +90,17 @@ class ShardJobs(Dataset):
 class CacheModule(pl.LightningModule):
     """Lightning's predict loop over whole shards: this rank's share, encoded in fixed-size batches."""
 
-    def __init__(self, autoencoder: Autoencoder, jobs: list[Job], *, posterior: str, seed: int, batch_size: int):
+    def __init__(self, autoencoder: Autoencoder, jobs: list[Job], *, posterior: str, seed: int, batch_size: int,
+                 loader: LoaderSettings):
         super().__init__()
         self.autoencoder = autoencoder
-        self.jobs, self.posterior, self.seed, self.batch_size = jobs, posterior, seed, batch_size
+        self.jobs, self.posterior, self.seed, self.batch_size, self.loader = jobs, posterior, seed, batch_size, loader
 
     def predict_dataloader(self) -> DataLoader:
-        # Shard i goes to rank i mod world: no padding, no shard written twice.
+        # Shard i goes to rank i mod world: no padding, no shard written twice. Workers read and decode
+        # whole shards; the sequential sampler keeps the shard order.
         mine = list(range(self.global_rank, len(self.jobs), self.trainer.world_size))
-        return DataLoader(Subset(ShardJobs(self.jobs), mine), batch_size=None, num_workers=0)
+        return DataLoader(Subset(ShardJobs(self.jobs), mine), batch_size=None, **loader_options(self.loader))
 
     def predict_step(self, shard: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         x, keys = shard["x"].to(self.device), [raw[KEY] for raw in shard["raws"]]
@@ -148,7 +151,8 @@ def run(params: Params, paths: Paths) -> dict | None:
     trainer = pl.Trainer(accelerator=p.accelerator, devices=p.devices, strategy=p.strategy, precision="32-true",
                          logger=False, enable_model_summary=False, use_distributed_sampler=False,
                          callbacks=[ShardWriter(staging, p.dtype, ae_hash)])
-    module = CacheModule(model, jobs, posterior=p.posterior, seed=p.seed, batch_size=p.batch_size)
+    module = CacheModule(model, jobs, posterior=p.posterior, seed=p.seed, batch_size=p.batch_size,
+                         loader=p.loader_settings())
     trainer.predict(module, return_predictions=False)
     trainer.strategy.barrier("cache_latents")
     if trainer.global_rank != 0:

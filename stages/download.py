@@ -7,27 +7,41 @@ manifest images are centre-cropped to a square and area-resized to
 (`download.on_bad_input: fail` makes the first one fatal). Every sample key
 names its split: `<class>_<split>_<n>` for the embedded photographs,
 `<split>_<hash of the input path>` for a folder or manifest.
+
+Each split is written in the seeded order of `ldm.data.order.write_order`
+(`download.seed`), global across classes, so every shard holds the class mix of
+the whole split; the bytes depend on the seed, never on `download.workers`.
+Folder and manifest inputs go through two passes: a check of every input in
+listed order (the image header, and the content hash of files whose size
+another file shares), which finds unreadable, non-image, too small and
+duplicate inputs, then the decode in write order. Only paths are permuted and
+at most a few decoded images per worker are in flight, so memory does not grow
+with the dataset.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import sys
-from collections import Counter
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
-from ldm.data.embedded import PHOTOS, embedded_samples, load_photo
+from ldm.data.embedded import PHOTOS, crop_plan, cut_crop, load_photo
 from ldm.data.fetch import FetchFailed, fetch_all, read_manifest
 from ldm.data.folder import UNLABELLED, DataError, Item, default_caption, sample_key, scan_folder, split_of
 from ldm.data.images import BadImage, center_square, crop_resize, decode_image
+from ldm.data.order import write_order
 from ldm.data.schema import ImageSample
-from ldm.data.shards import AtomicFolder, write_split
+from ldm.data.shards import AtomicFolder, sha256_file, write_split
 from ldm.errors import UserError
 from ldm.reports import write_json
 from stages.cli import arg, stage_main
@@ -56,24 +70,24 @@ def _sample(key: str, sample: dict) -> ImageSample:
     return ImageSample(key=key, image=sample["image"], label=sample["label"], caption=sample["caption"], meta=meta)
 
 
-def _keyed(split: str, samples: Iterator[dict]) -> Iterator[ImageSample]:
-    """Embedded crops keyed `<class>_<split>_<n>` (the split bound now, not when the stream is read)."""
-    for i, sample in enumerate(samples):
-        yield _sample(f"{sample['class_name']}_{split}_{i:05d}", sample)
-
-
 # ------------------------------------------------------------------- embedded
+
+
+def _embedded_split(params: Params, images: list[np.ndarray], split: str) -> Iterator[ImageSample]:
+    """One split's crops keyed `<class>_<split>_<n>` (n counts them class by class), cut in write order."""
+    cfg = params.download.embedded
+    total = cfg.train_crops if split == "train" else cfg.val_crops
+    plan = crop_plan(images, split, total, params.data.resolution, params.download.seed, cfg.val_fraction, cfg.max_scale)
+    keys = [f"{PHOTOS[crop.label].name}_{split}_{n:05d}" for n, crop in enumerate(plan)]
+    for n in write_order(keys, params.download.seed):
+        yield _sample(keys[n], cut_crop(images, plan[n], params.data.resolution))
 
 
 def _embedded(params: Params) -> tuple[dict[str, Iterator[ImageSample]], list[str], dict[str, str]]:
     """Crops of the embedded photographs per split, class names, input hashes."""
-    cfg = params.download.embedded
-    totals = {"train": cfg.train_crops, "val": cfg.val_crops}
-    streams = {}
-    for split in SPLITS:
-        samples = embedded_samples(split, totals[split], params.data.resolution, params.download.seed, cfg.val_fraction, cfg.max_scale)
-        streams[split] = _keyed(split, samples)
-    inputs = {photo.source: hashlib.sha256(load_photo(photo).tobytes()).hexdigest() for photo in PHOTOS}
+    images = [load_photo(photo) for photo in PHOTOS]  # 16 photographs, about 20 MB
+    streams = {split: _embedded_split(params, images, split) for split in SPLITS}
+    inputs = {photo.source: hashlib.sha256(image.tobytes()).hexdigest() for photo, image in zip(PHOTOS, images)}
     return streams, [photo.name for photo in PHOTOS], inputs
 
 
@@ -100,16 +114,54 @@ def _prepare(job: tuple[str, str, int]) -> tuple[str, dict | None, str | None, l
     return name, {"image": crop_resize(image, box, resolution), "meta": meta}, None, notes, digest
 
 
-class _Collector:
-    """Turns decoded items into per-split encoded samples, recording skips and conversions."""
+def _probe(job: tuple[str, str, int]) -> tuple[int, str | None, str]:
+    """(input name, path, resolution) -> (file size, reason or None, sha256 or ""), from the image header.
 
-    def __init__(self, params: Params, val_fraction: float):
-        self.params, self.val_fraction = params, val_fraction
+    A usable input costs a stat and a header read. One the header shows unusable (or no decoder
+    recognises) is decoded in full, so its reason reads exactly as the decode's.
+    """
+    _, path, resolution = job
+    size, usable = 0, False
+    try:
+        size = os.path.getsize(path)
+        with Image.open(path) as image:  # lazy: parses the header, decodes no pixels
+            usable = min(image.size) >= resolution
+    except Exception:  # noqa: BLE001 - whatever it was, the full decode below names it
+        usable = False
+    if usable:
+        return size, None, ""
+    _, _, reason, _, digest = _prepare(job)
+    return size, reason, digest
+
+
+def _ordered_map(pool: Executor, fn: Callable, jobs: Iterable, ahead: int) -> Iterator:
+    """`fn` over `jobs` in `pool`, results in job order, at most `ahead` jobs in flight (bounded memory)."""
+    pending: deque[Future] = deque()
+    for job in jobs:
+        if len(pending) == ahead:
+            yield pending.popleft().result()
+        pending.append(pool.submit(fn, job))
+    while pending:
+        yield pending.popleft().result()
+
+
+def _same_size_digests(pool: Executor, items: list[Item], probes: list[tuple[int, str | None, str]]) -> dict[str, str]:
+    """sha256 by name of the usable inputs whose byte size another one shares: the only possible duplicates."""
+    sizes = Counter(size for size, reason, _ in probes if reason is None)
+    shared = [item for item, (size, reason, _) in zip(items, probes) if reason is None and sizes[size] > 1]
+    return dict(zip((item.relpath for item in shared), pool.map(sha256_file, [item.path for item in shared], chunksize=16)))
+
+
+class _Collector:
+    """Checks the inputs in listed order (pass 1), then decodes each split in write order (pass 2)."""
+
+    def __init__(self, params: Params, val_fraction: float, sources: dict[str, str], class_names: list[str]):
+        self.params, self.val_fraction, self.sources, self.class_names = params, val_fraction, sources, class_names
         self.skipped: list[dict] = []
         self.ignored: list[dict] = []
         self.converted: list[dict] = []
         self.inputs: dict[str, str] = {}
-        self.splits: dict[str, list[ImageSample]] = {split: [] for split in SPLITS}
+        self.splits: dict[str, list[Item]] = {split: [] for split in SPLITS}
 
     def skip(self, name: str, reason: str) -> None:
         if self.params.download.on_bad_input == "fail":
@@ -117,51 +169,65 @@ class _Collector:
         log.warning("skipping %s: %s", name, reason)
         self.skipped.append({"input": name, "reason": reason})
 
-    def collect(self, items: list[Item], sources: dict[str, str], class_names: list[str]) -> None:
-        seen: dict[str, str] = {}
-        labels = {name: index for index, name in enumerate(class_names)}
+    def plan(self, items: list[Item]) -> None:
+        """Pass 1: unusable and duplicate inputs skipped in listed order (the first copy stays); the rest split."""
         jobs = [(item.relpath, str(item.path), self.params.data.resolution) for item in items]
-        by_name = {item.relpath: item for item in items}
         with ProcessPoolExecutor(max_workers=self.params.download.workers) as pool:
-            results = pool.map(_prepare, jobs, chunksize=16)
-            for name, sample, reason, notes, digest in tqdm(results, total=len(jobs), desc="decode", unit="img"):
+            probes = list(tqdm(pool.map(_probe, jobs, chunksize=64), total=len(jobs), desc="check", unit="file"))
+            digests = _same_size_digests(pool, items, probes)
+        seen: dict[str, str] = {}
+        for item, (_, reason, digest) in zip(items, probes):
+            digest = digest or digests.get(item.relpath, "")
+            if digest:
+                self.inputs[item.relpath] = digest
+            if reason is None and item.relpath in digests:
+                reason = f"same content as {seen[digest]}" if digest in seen else None
+                seen.setdefault(digest, item.relpath)
+            if reason is not None:
+                self.skip(item.relpath, reason)
+                continue
+            self.splits[split_of(item.relpath, self.val_fraction, self.params.download.seed)].append(item)
+
+    def samples(self, split: str) -> Iterator[ImageSample]:
+        """Pass 2: the split's inputs decoded in write order (`write_order` of their names) into shard samples."""
+        listed = self.splits[split]
+        items = [listed[i] for i in write_order([item.relpath for item in listed], self.params.download.seed)]
+        jobs = [(item.relpath, str(item.path), self.params.data.resolution) for item in items]
+        labels = {name: index for index, name in enumerate(self.class_names)}
+        workers = self.params.download.workers
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for item, (name, sample, reason, notes, digest) in zip(items, _ordered_map(pool, _prepare, jobs, 4 * workers)):
                 if digest:
                     self.inputs[name] = digest
-                if reason is None and digest in seen:
-                    reason = f"same content as {seen[digest]}"
-                if reason is not None:
+                if reason is not None:  # corrupt pixel data past a good header
                     self.skip(name, reason)
                     continue
-                seen[digest] = name
                 if notes:
                     self.converted.append({"input": name, "notes": notes})
-                item = by_name[name]
                 sample.update(label=labels[item.class_name], class_name=item.class_name, caption=item.caption)
-                sample["meta"]["source"] = sources[name]
-                split = split_of(name, self.val_fraction, self.params.download.seed)
-                self.splits[split].append(_sample(f"{split}_{sample_key(name)}", sample))
+                sample["meta"]["source"] = self.sources[name]
+                yield _sample(f"{split}_{sample_key(name)}", sample)
 
 
-def _decode_items(params: Params, items: list[Item], sources: dict[str, str], val_fraction: float,
-                  failed: list[dict], ignored: list[dict]) -> tuple[_Collector, list[str]]:
-    """Decode `items` into per-split samples; `failed` are inputs already known to be bad."""
-    class_names = sorted({item.class_name for item in items})
-    collector = _Collector(params, val_fraction)
+def _collect(params: Params, items: list[Item], sources: dict[str, str], val_fraction: float,
+             failed: list[dict], ignored: list[dict]) -> _Collector:
+    """Check `items` (pass 1) into a collector whose `samples` decode them; `failed` are inputs already known to be bad."""
+    collector = _Collector(params, val_fraction, sources, sorted({item.class_name for item in items}))
     collector.ignored = ignored
     for row in failed:
         collector.skip(row["input"], row["reason"])
-    collector.collect(items, sources, class_names)
-    return collector, class_names
+    collector.plan(items)
+    return collector
 
 
-def _folder(params: Params) -> tuple[_Collector, list[str]]:
+def _folder(params: Params) -> _Collector:
     cfg = params.download.folder
     items, ignored = scan_folder(cfg.path, cfg.captions)
     sources = {item.relpath: f"folder:{item.relpath}" for item in items}
-    return _decode_items(params, items, sources, cfg.val_fraction, [], ignored)
+    return _collect(params, items, sources, cfg.val_fraction, [], ignored)
 
 
-def _manifest(params: Params, cache: Path) -> tuple[_Collector, list[str]]:
+def _manifest(params: Params, cache: Path) -> _Collector:
     cfg = params.download.manifest
     entries = read_manifest(cfg.path)
     with tqdm(total=len(entries), desc="download", unit="file") as bar:
@@ -176,7 +242,7 @@ def _manifest(params: Params, cache: Path) -> tuple[_Collector, list[str]]:
         sources[entry.url] = entry.url
     if not items:
         raise DataError(f"{cfg.path}: none of the {len(entries)} files could be downloaded: {failed[0]['reason']}")
-    return _decode_items(params, items, sources, cfg.val_fraction, failed, [])
+    return _collect(params, items, sources, cfg.val_fraction, failed, [])
 
 
 # ------------------------------------------------------------------------- run
@@ -188,20 +254,22 @@ def _count(samples: Iterable[ImageSample], counter: Counter) -> Iterator[ImageSa
         yield sample
 
 
+def _by_input(rows: list[dict]) -> list[dict]:
+    return sorted(rows, key=lambda row: row["input"])
+
+
 def run(params: Params, paths: Paths) -> dict:
     """Write the shards and the report; return the report."""
     source = params.download.source
-    skipped: list[dict] = []
-    converted: list[dict] = []
-    ignored: list[dict] = []
+    collector = None
     if source == "embedded":
         streams, class_names, inputs = _embedded(params)
     else:
-        collector, class_names = _folder(params) if source == "folder" else _manifest(params, paths.cache)
-        streams, inputs = collector.splits, collector.inputs
-        skipped, converted, ignored = collector.skipped, collector.converted, collector.ignored
+        collector = _folder(params) if source == "folder" else _manifest(params, paths.cache)
+        streams = {split: collector.samples(split) for split in SPLITS}
+        class_names, inputs = collector.class_names, collector.inputs
         for split in SPLITS:
-            if not streams[split]:
+            if not collector.splits[split]:
                 log.warning("split %s is empty; adjust val_fraction or add images", split)
     shards, classes = {}, {}
     with AtomicFolder(paths.out) as staging:
@@ -219,9 +287,9 @@ def run(params: Params, paths: Paths) -> dict:
         "classes": classes,
         "class_names": class_names,
         "shards": shards,
-        "skipped": skipped,
-        "converted": converted,
-        "ignored": ignored,
+        "skipped": _by_input(collector.skipped) if collector else [],
+        "converted": _by_input(collector.converted) if collector else [],
+        "ignored": collector.ignored if collector else [],
         "lineage": lineage({"data": params.data, "download": params.download}, inputs),
     }
     write_json(paths.report, report)

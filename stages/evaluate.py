@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import torch
+from einops import rearrange
 
 from ldm.autoencoder.checkpoint import load_autoencoder
 from ldm.autoencoder.losses import MissingWeightsError
 from ldm.data.grids import save_grid
-from ldm.data.loader import image_dataset, shard_urls, to_tensor, to_uint8
+from ldm.data.loader import image_loader, shard_urls, to_tensor, to_uint8
 from ldm.data.schema import PairSample
 from ldm.data.shards import read_shards, shards_sha256
 from ldm.diffusion.config import SamplerSettings
@@ -51,9 +53,10 @@ class Paths:
     cache: Path = arg("torch-fidelity's reference statistics (kept across runs)")
 
 
-def _images(urls: list[str]) -> torch.Tensor:
-    """uint8 [N x 3 x H x W] of the shards, in order."""
-    return torch.cat([torch.from_numpy(to_uint8(x[None])).permute(0, 3, 1, 2) for x, _ in image_dataset(urls, split_by_node=False)])
+def _images(urls: list[str], p: EvaluateParams) -> torch.Tensor:
+    """uint8 [N x 3 x H x W] of the shards, in order (decoded by the stage's loader workers)."""
+    loader = image_loader(urls, batch_size=p.batch_size, settings=p.loader_settings(), split_by_node=False)
+    return torch.cat([rearrange(torch.from_numpy(to_uint8(x)), "n h w c -> n c h w") for x, _ in loader])
 
 
 def _pairs(urls: list[str], limit: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,19 +108,22 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
 
     cond = _conditions(loaded, p.samples)
     settings = to_config(p.sampling, SamplerSettings)
+    start = time.perf_counter()
     generated = sample_images(loaded, autoencoder.decode, [p.seed + i for i in range(p.samples)], settings,
                               batch_size=p.batch_size, **cond)
+    seconds = time.perf_counter() - start
     save_grid(generated[: p.grid_images], paths.grids / "samples.png", nrow=8)
-    reference = _images(ref_urls)
+    reference = _images(ref_urls, p)
     scores, reason = _fidelity(p, generated, reference, ref_hash, paths.cache, tuple(p.metrics))
     report["ldm"] = {"samples": len(generated), "reference": {"split": p.reference_split, "images": len(reference),
                                                               "sha256": ref_hash},
                      "sampling": settings.to_dict(), "seeds": [p.seed, p.seed + len(generated) - 1],
-                     "labels": "i % n_classes" if "labels" in cond else None, "preset": loaded.card.preset, **scores}
+                     "labels": "i % n_classes" if "labels" in cond else None, "preset": loaded.card.preset,
+                     "sampling_samples_per_s": round(len(generated) / seconds, 3), **scores}
     if reason:
         report["skipped"]["ldm_fidelity"] = reason
 
-    val = _images(val_urls)
+    val = _images(val_urls, p)
     with torch.no_grad():
         recon = decode_latents(autoencoder.decode, autoencoder.encode_mode(val.float() / 127.5 - 1.0), 1.0)
     rfid, reason = _fidelity(p, recon, val, shards_sha256(val_urls), paths.cache, ("fid",))

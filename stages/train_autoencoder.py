@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-import webdataset as wds
 from torch.utils.data import DataLoader
 
 from ldm.autoencoder.checkpoint import AutoencoderCard, save_autoencoder
@@ -26,13 +25,13 @@ from ldm.autoencoder.losses import MissingWeightsError, build_lpips
 from ldm.autoencoder.presets import preset_config
 from ldm.autoencoder.report import evaluate_autoencoder, reconstruction_grid
 from ldm.data.grids import save_grid
-from ldm.data.loader import image_dataset, shard_urls
+from ldm.data.loader import image_loader, shard_urls
 from ldm.data.shards import shards_sha256
 from ldm.errors import UserError
 from ldm.reports import write_json
 from ldm.trainer import make_trainer, resume_path, write_curves
 from stages.cli import arg, stage_main
-from stages.params import Params, ParamsError, lineage
+from stages.params import Params, lineage, recipe_lineage
 
 log = logging.getLogger("stages.train_autoencoder")
 
@@ -53,26 +52,14 @@ class StageError(UserError, RuntimeError):
     """A user-facing failure: the message says what went wrong and what to do."""
 
 
-def _check(params: Params) -> None:
-    """Errors a user can fix in params.yaml, raised before any work."""
-    config = preset_config(params.autoencoder.preset)
-    f = config.downsample_factor
-    if params.data.resolution % f:
-        raise ParamsError(
-            f"params.yaml: data.resolution {params.data.resolution} is not divisible by the downsampling"
-            f" factor f={f} of autoencoder.preset {params.autoencoder.preset!r}; pick a resolution that is"
-            f" a multiple of {f} or a preset with a smaller f"
-        )
-
-
 def _loaders(params: Params, images: Path) -> tuple[DataLoader, DataLoader, list[str], list[str]]:
     p = params.train_autoencoder
+    settings = p.loader_settings()
     train_urls, val_urls = shard_urls(images, "train"), shard_urls(images, "val")
-    train = image_dataset(train_urls, shuffle=p.shuffle_buffer, seed=p.seed).repeat()  # endless; stopped by count
-    val = image_dataset(val_urls, split_by_node=False)
     return (
-        DataLoader(train.compose(wds.batched(p.batch_size, partial=False)), batch_size=None, num_workers=0),
-        DataLoader(val.compose(wds.batched(p.batch_size)), batch_size=None, num_workers=0),
+        image_loader(train_urls, batch_size=p.batch_size, settings=settings, shuffle=p.shuffle_buffer, seed=p.seed,
+                     endless=True),  # stopped by the step count
+        image_loader(val_urls, batch_size=p.batch_size, settings=settings, split_by_node=False),
         train_urls,
         val_urls,
     )
@@ -80,7 +67,6 @@ def _loaders(params: Params, images: Path) -> tuple[DataLoader, DataLoader, list
 
 def run(params: Params, paths: Paths) -> dict:
     """Train, export and report; return the metrics written to `paths.metrics`."""
-    _check(params)
     p = params.train_autoencoder
     torch.set_num_threads(p.threads)
     loss = p.train_config()
@@ -95,7 +81,7 @@ def run(params: Params, paths: Paths) -> dict:
                 "resolution": params.data.resolution, "data_sha256": data_hash}
     ckpt = resume_path(paths.checkpoints, settings)
     pl.seed_everything(p.seed, workers=True, verbose=False)
-    module = AutoencoderModule(preset_config(params.autoencoder.preset), loss, perceptual)
+    module = AutoencoderModule(preset_config(params.autoencoder.preset), loss, perceptual, batch_size=p.batch_size)
     logs = paths.checkpoints / "logs"
     trainer = make_trainer(
         steps=p.steps, done=lambda: int(module.ae_step), val_every=min(p.val_every, p.steps),
@@ -121,7 +107,8 @@ def run(params: Params, paths: Paths) -> dict:
         "train": {"batches": int(module.ae_step), "seconds": round(seconds, 1), "resumed_from": str(ckpt) if ckpt else None},
         **report,
     }
-    line = lineage({"data": params.data, "autoencoder": params.autoencoder, "train_autoencoder": p}, {"images": data_hash})
+    line = lineage({"data": params.data, "autoencoder": params.autoencoder, "train_autoencoder": p}, {"images": data_hash},
+                   recipe=recipe_lineage(params, "train_autoencoder", loss.effective_lr(p.batch_size, trainer.world_size)))
     card = AutoencoderCard(model=model.config, preset=params.autoencoder.preset, resolution=params.data.resolution,
                            data_sha256=data_hash, lineage=line)
     save_autoencoder(paths.model, model, card)

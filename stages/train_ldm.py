@@ -22,12 +22,11 @@ from typing import Literal
 
 import pytorch_lightning as pl
 import torch
-import webdataset as wds
 from torch.utils.data import DataLoader
 
 from ldm.autoencoder.checkpoint import autoencoder_sha256, read_card
-from ldm.conditioning.tokenizer import train_wordpiece
-from ldm.data.latents import collate, latent_dataset
+from ldm.conditioning.tokenizer import build_tokenizer
+from ldm.data.latents import latent_loader
 from ldm.data.loader import shard_urls
 from ldm.data.schema import LatentSample
 from ldm.data.shards import read_shards, shards_sha256
@@ -36,12 +35,11 @@ from ldm.latent_diffusion.checkpoint import LDMCard, save_ldm
 from ldm.latent_diffusion.config import LDMConfig
 from ldm.latent_diffusion.lightning_module import LDMTrainingModule
 from ldm.latent_diffusion.model import LatentDiffusionModel
-from ldm.latent_diffusion.presets import preset_config
 from ldm.latents.stats import PAIRS, LatentStats, read_stats
 from ldm.reports import write_json
 from ldm.trainer import make_trainer, resume_path, write_curves
 from stages.cli import arg, stage_main
-from stages.params import Params, TrainLDMParams, lineage
+from stages.params import Params, TrainLDMParams, lineage, recipe_lineage
 
 log = logging.getLogger("stages.train_ldm")
 
@@ -59,23 +57,20 @@ class Paths:
     section: Literal["train_ldm", "train_sr"] = arg("params section: train_ldm (image latents) or train_sr (SR pairs)")
 
 
-def _config(p: TrainLDMParams, section: str, stats: LatentStats, first: LatentSample, ae_hash: str) -> LDMConfig:
-    """The preset with the section's overrides and the cache's scale factor, checked against the cache."""
-    config = dataclasses.replace(preset_config(p.preset), scale_factor=stats.scale_factor)
-    if p.first_stage:
-        config = dataclasses.replace(config, first_stage=p.first_stage)
-    if p.n_classes and config.conditioning.kind == "class":
-        config = dataclasses.replace(config, conditioning=dataclasses.replace(config.conditioning, n_classes=p.n_classes))
+def _config(params: Params, section: str, stats: LatentStats, first: LatentSample, ae_hash: str) -> LDMConfig:
+    """The section's model (`Params.ldm_config`) with the cache's scale factor, checked against the cache."""
+    p: TrainLDMParams = getattr(params, section)
+    config = dataclasses.replace(params.ldm_config(section), scale_factor=stats.scale_factor)
     if stats.autoencoder_sha256 != ae_hash:
         raise InvalidInput(f"the latent cache was encoded by autoencoder {stats.autoencoder_sha256[:12]} but "
                            f"{section} trains with {ae_hash[:12]}; re-run `dvc repro cache_latents`")
     cached = stats.autoencoder_preset
-    if config.first_stage and cached and config.first_stage != cached:
-        raise InvalidInput(f"{section}.preset {p.preset!r} pairs with autoencoder {config.first_stage!r}, the latent cache "
-                           f"holds {cached!r} latents; set {section}.first_stage: {cached} to pair them deliberately")
+    if cached and config.first_stage != cached:
+        raise InvalidInput(f"the latent cache holds {cached!r} latents but autoencoder.preset is "
+                           f"{config.first_stage!r}; re-run `dvc repro cache_latents`")
     if tuple(first.latent.shape) != config.latent_shape:
-        raise InvalidInput(f"{section}.preset {p.preset!r} expects latents {config.latent_shape} (C, h, w), the cache "
-                           f"holds {tuple(first.latent.shape)}; pick a preset for this autoencoder and data.resolution")
+        raise InvalidInput(f"{section}.preset {p.preset!r} expects latents {config.latent_shape} (C, h, w) at "
+                           f"data.resolution, the cache holds {tuple(first.latent.shape)}; re-run `dvc repro cache_latents`")
     return config
 
 
@@ -94,11 +89,10 @@ def _check_labels(config: LDMConfig, shards: list[str], section: str) -> list[st
 
 
 def _loaders(p: TrainLDMParams, train: list[str], val: list[str], scale: float) -> tuple[DataLoader, DataLoader]:
-    batched = wds.batched(p.batch_size, collation_fn=collate, partial=False)
-    train_ds = latent_dataset(train, scale_factor=scale, shuffle=p.shuffle_buffer, seed=p.seed).repeat()
-    val_ds = latent_dataset(val, scale_factor=scale, split_by_node=False)
-    return (DataLoader(train_ds.compose(batched), batch_size=None, num_workers=0),
-            DataLoader(val_ds.compose(wds.batched(p.batch_size, collation_fn=collate)), batch_size=None, num_workers=0))
+    settings = p.loader_settings()
+    return (latent_loader(train, scale_factor=scale, batch_size=p.batch_size, settings=settings, shuffle=p.shuffle_buffer,
+                          seed=p.seed, endless=True),
+            latent_loader(val, scale_factor=scale, batch_size=p.batch_size, settings=settings, split_by_node=False))
 
 
 def _loss_drop(curve: Path) -> dict:
@@ -121,19 +115,21 @@ def run(params: Params, paths: Paths) -> dict:
     train, val = shard_urls(folder, "train"), shard_urls(folder, "val")
     ae_hash = autoencoder_sha256(paths.autoencoder)
     first = LatentSample.decode(next(read_shards(train[:1])))
-    config = _config(p, section, stats, first, ae_hash)
+    config = _config(params, section, stats, first, ae_hash)
     captions = _check_labels(config, train, section)
-    tokenizer = train_wordpiece(captions, config.conditioning.vocab_size) if config.conditioning.kind == "text" else None
+    tokenizer = (build_tokenizer(config.conditioning, captions, paths.checkpoints.parent / "tokenizers")
+                 if config.conditioning.kind == "text" else None)
     data_hash = shards_sha256(train + val)
     settings = {"section": section, "params": p.model_dump(mode="json"), "data_sha256": data_hash,
                 "scale_factor": config.scale_factor}
     ckpt = resume_path(paths.checkpoints, settings)
     pl.seed_everything(p.seed, workers=True, verbose=False)
-    module = LDMTrainingModule(LatentDiffusionModel(config), p.train_config(), tokenizer)
+    train_config = p.train_config()
+    module = LDMTrainingModule(LatentDiffusionModel(config), train_config, tokenizer, batch_size=p.batch_size)
     logs = paths.checkpoints / "logs"
     trainer = make_trainer(steps=p.steps, done=lambda: module.global_step, val_every=min(p.val_every, p.steps),
                            checkpoints=paths.checkpoints, checkpoint_every=p.checkpoint_every, logs=logs,
-                           precision=p.precision, grad_clip=p.recipe.grad_clip)
+                           precision=p.precision, grad_clip=p.recipe.grad_clip, accumulate=train_config.accumulate)
     train_loader, val_loader = _loaders(p, train, val, config.scale_factor)
     start = time.perf_counter()
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt) if ckpt else None)
@@ -141,7 +137,8 @@ def run(params: Params, paths: Paths) -> dict:
     write_curves(logs / "metrics.csv", paths.curves, {"loss": "train/loss"})
     val_logs = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     model = (module.ema if module.ema is not None else module.model).eval()
-    line = lineage({section: p}, {"latents": data_hash, "autoencoder": ae_hash})
+    line = lineage({section: p}, {"latents": data_hash, "autoencoder": ae_hash},
+                   recipe=recipe_lineage(params, section, train_config.effective_lr(p.batch_size, trainer.world_size)))
     sr_scale = 0
     if config.conditioning.kind == "concat" and first.lr is not None:  # HR side / LR side: what `ldm upscale` multiplies by
         f = read_card(paths.autoencoder).downsample_factor

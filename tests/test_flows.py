@@ -164,8 +164,7 @@ def test_evaluate_release_runs_the_real_evaluate_stage_on_a_pulled_release(prefe
     for name in ("images", "pairs"):  # the data paths dvc.yaml's evaluate cmd names
         shutil.copytree(ldm_inputs / name, workdir / "data" / name)
     shutil.copy(root / "dvc.yaml", workdir / "dvc.yaml")
-    raw = {"data": {"resolution": 64, "shard_size": 40}, "train_ldm": quick, "train_sr": {"first_stage": "kl-f4-tiny"},
-           "evaluate": fast}
+    raw = {"data": {"resolution": 64, "shard_size": 40}, "train_ldm": quick, "train_sr": quick, "evaluate": fast}
     (workdir / "params.yaml").write_text(yaml.safe_dump(raw))
     params = parse_params(raw)
     models = tmp_path / "bundle" / "models"
@@ -228,7 +227,7 @@ def test_infra_describes_minio_prefect_and_a_gpu_work_pool(root):
 TARGETS: list[str] | None = None
 # What the release holds: the shipped default.
 RELEASE_PATHS = ["models", "metrics", "reports"]
-# Small settings for a fast run; each applies only where the shipped params.yaml has the key.
+# Small settings for a fast run, set over the shipped params.yaml (the recipes' keys included).
 SMALL = {"download.embedded.train_crops": 96, "download.embedded.val_crops": 24, "degrade.grid_pairs": 4,
          "train_autoencoder.steps": 4, "train_autoencoder.val_every": 2, "train_autoencoder.checkpoint_every": 2,
          "train_autoencoder.recipe.decay_steps": 4, "evaluate.samples": 8, "evaluate.sampling.steps": 4,
@@ -243,9 +242,8 @@ def _small_params(shipped: dict, endpoint: str, bucket: str) -> dict:
         *parents, key = dotted.split(".")
         section = params
         for part in parents:
-            section = section.get(part, {}) if isinstance(section, dict) else {}
-        if isinstance(section, dict) and key in section:
-            section[key] = value
+            section = section.setdefault(part, {})
+        section[key] = value
     params.setdefault("storage", {}).update(releases=f"s3://{bucket}/releases", dvc_remote=f"s3://{bucket}/dvc")
     params["storage"].setdefault("s3", {}).update(endpoint_url=endpoint, max_attempts=2)
     params.setdefault("orchestrate", {}).update(retries=1, retry_delay_s=0.0)

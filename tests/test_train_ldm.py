@@ -30,11 +30,14 @@ def cache(ldm_inputs) -> Path:
     return ldm_inputs
 
 
+def _paths(cache: Path, out: Path, section: str = "train_ldm", autoencoder: Path | None = None) -> Paths:
+    return Paths(cache / "latents", autoencoder or cache / "models" / "autoencoder", out / "model", out / "ckpt",
+                 out / "metrics.json", out / "loss.csv", section)
+
+
 def _run(cache: Path, out: Path, section: str = "train_ldm", autoencoder: Path | None = None, **overrides) -> dict:
     params = parse_params({"data": DATA, section: {**SHORT, **overrides}})
-    paths = Paths(cache / "latents", autoencoder or cache / "models" / "autoencoder", out / "model", out / "ckpt", out / "metrics.json",
-                  out / "loss.csv", section)
-    return run(params, paths)
+    return run(params, _paths(cache, out, section, autoencoder))
 
 
 def test_class_model_trains_and_saves_the_scale_factor(cache, tmp_path):
@@ -72,9 +75,10 @@ def test_text_model_learns_a_vocabulary_from_the_captions(cache, tmp_path):
     assert 10 < len(tokenizer) <= 1000
 
 
-def test_first_stage_mismatch_names_both_sides(cache, tmp_path):
-    with pytest.raises(InvalidInput, match="pairs with autoencoder 'vq-f4-tiny'.*'kl-f4-tiny'"):
-        _run(cache, tmp_path, "train_sr", first_stage="")  # the preset's own: vq-f4-tiny
+def test_a_cache_of_another_first_stage_names_both_sides(cache, tmp_path):
+    params = parse_params({"data": DATA, "autoencoder": {"preset": "vq-f4-tiny"}, "train_sr": SHORT})
+    with pytest.raises(InvalidInput, match="cache holds 'kl-f4-tiny' latents but autoencoder.preset is 'vq-f4-tiny'"):
+        run(params, _paths(cache, tmp_path, "train_sr"))
 
 
 def test_another_autoencoder_than_the_cache_is_refused(cache, tmp_path, save_autoencoder):
@@ -89,8 +93,9 @@ def test_class_ids_out_of_range_are_refused(cache, tmp_path):
 
 
 def test_latent_shape_mismatch_names_both(cache, tmp_path):
-    with pytest.raises(InvalidInput, match=r"expects latents \(4, 32, 32\).*holds \(3, 16, 16\)"):
-        _run(cache, tmp_path, preset="lsun-churches-ldm8", first_stage="kl-f4-tiny")
+    params = parse_params({"data": {**DATA, "resolution": 128}, "train_ldm": SHORT})
+    with pytest.raises(InvalidInput, match=r"expects latents \(3, 32, 32\).*holds \(3, 16, 16\)"):
+        run(params, _paths(cache, tmp_path))
 
 
 def test_missing_stats_is_a_clear_error(cache, tmp_path):

@@ -33,6 +33,9 @@ class AutoencoderConfig(Config):
     embed_dim: int = 3  # latent channels after quant_conv (the LDM's input)
     n_embed: int = 0  # codebook size |Z| (VQ only)
     beta: float = 0.25  # commitment weight (VQ only)
+    codebook_dim: int = 0  # VQ lookup dimension, a linear projection of embed_dim (ViT-VQGAN); 0: embed_dim
+    codebook_l2: bool = False  # VQ: l2-normalise z and codes, cosine-distance lookup (ViT-VQGAN)
+    codebook_ema: float = 0.0  # VQ: EMA decay of the codebook (VQ-VAE App. A.1); 0: learned by gradients
     in_channels: int = 3
     out_channels: int = 3
     dropout: float = 0.0
@@ -85,5 +88,15 @@ class AutoencoderConfig(Config):
             raise ValueError(f"autoencoder.n_embed (codebook size) must be >= 2 for kind 'vq', got {self.n_embed}")
         if self.kind == "kl" and self.n_embed:
             raise ValueError("autoencoder.n_embed is a VQ setting; set it to 0 for kind 'kl'")
+        self._validate_codebook()
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"autoencoder.dropout must be in [0, 1), got {self.dropout}")
+
+    def _validate_codebook(self) -> None:
+        if not isinstance(self.codebook_dim, int) or isinstance(self.codebook_dim, bool) or self.codebook_dim < 0:
+            raise ValueError(f"autoencoder.codebook_dim must be an integer >= 0 (0: embed_dim), got {self.codebook_dim!r}")
+        if not 0.0 <= self.codebook_ema < 1.0:
+            raise ValueError(f"autoencoder.codebook_ema (EMA decay) must be in [0, 1), got {self.codebook_ema}")
+        if self.kind == "kl" and (self.codebook_dim or self.codebook_l2 or self.codebook_ema):
+            raise ValueError("autoencoder.codebook_dim/codebook_l2/codebook_ema are VQ settings; leave them at"
+                             " 0/false/0 for kind 'kl'")

@@ -37,10 +37,13 @@ class AutoencoderModule(pl.LightningModule):
         model: AutoencoderConfig | Autoencoder,
         train: TrainConfig = TrainConfig(),
         perceptual: nn.Module | None = None,
+        batch_size: int = 1,
     ) -> None:
-        """perceptual: a frozen LPIPS (see `build_lpips`), required when perceptual_weight > 0."""
+        """perceptual: a frozen LPIPS (see `build_lpips`), required when perceptual_weight > 0;
+        batch_size: samples per batch on one device, for the scale_lr rule (TrainConfig.effective_lr)."""
         super().__init__()
         self.automatic_optimization = False
+        self.batch_size = batch_size
         self.model = model if isinstance(model, Autoencoder) else Autoencoder(model)
         self.train_config = train
         if train.perceptual_weight > 0 and perceptual is None:
@@ -139,6 +142,7 @@ class AutoencoderModule(pl.LightningModule):
         self._check_finite({"reconstruction": rec, "regularizer": reg, "total": total})
         opt_ae.zero_grad(set_to_none=True)
         self.manual_backward(total)
+        self._update_codebook(out)
         self._clip(opt_ae)
         opt_ae.step()
         self._step_schedulers()
@@ -161,6 +165,13 @@ class AutoencoderModule(pl.LightningModule):
             logs["perplexity"] = out.quant.perplexity
         self.ae_step += 1
         self.log_dict({f"train/{k}": v for k, v in logs.items()}, prog_bar=True, batch_size=x.shape[0])
+
+    def _update_codebook(self, out: AutoencoderOutput) -> None:
+        """EMA codebook: move each code toward the encoder outputs that picked it in this pass."""
+        quantizer = self.model.quantizer
+        if quantizer is not None and quantizer.ema_decay > 0:
+            # Before the optimizer step, so z is projected as it was when the codes were picked.
+            quantizer.update_codebook(out.z, out.quant.indices)
 
     def _track_codes(self, out: AutoencoderOutput) -> None:
         """Accumulate code usage; restart unused codes every `vq_restart_every` batches."""
@@ -195,10 +206,11 @@ class AutoencoderModule(pl.LightningModule):
         """Adam (betas 0.5, 0.9) for the autoencoder and, if used, the discriminator."""
         tc = self.train_config
         betas = (tc.beta1, tc.beta2)
-        optimizers = [torch.optim.Adam(self.model.parameters(), lr=tc.lr, betas=betas)]
+        lr = tc.effective_lr(self.batch_size, self.trainer.world_size if self._trainer is not None else 1)
+        optimizers = [torch.optim.Adam(self.model.parameters(), lr=lr, betas=betas)]
         if self.discriminator is not None:
             optimizers.append(
-                torch.optim.Adam(self.discriminator.parameters(), lr=tc.disc_lr or tc.lr, betas=betas)
+                torch.optim.Adam(self.discriminator.parameters(), lr=tc.disc_lr or lr, betas=betas)
             )
         if tc.lr_decay == "constant":
             return optimizers

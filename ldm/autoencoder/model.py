@@ -117,7 +117,10 @@ class Autoencoder(nn.Module):
             self.quant_conv = nn.Conv2d(2 * z_ch, 2 * d, 1)
         else:
             self.quant_conv = nn.Conv2d(z_ch, d, 1)
-            self.quantizer = VectorQuantizer(config.n_embed, d, beta=config.beta)
+            self.quantizer = VectorQuantizer(
+                config.n_embed, d, beta=config.beta, codebook_dim=config.codebook_dim,
+                l2=config.codebook_l2, ema_decay=config.codebook_ema,
+            )
         self.post_quant_conv = nn.Conv2d(d, z_ch, 1)
 
     @property

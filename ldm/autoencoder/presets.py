@@ -31,11 +31,24 @@ _PRESETS: dict[str, AutoencoderConfig] = {
     "vq-f16": AutoencoderConfig(
         kind="vq", ch_mult=(1, 1, 2, 2, 4), attn_levels=(4,), z_channels=8, embed_dim=8, n_embed=16384
     ),
+    # The f-sweep's other first stages (Tab. 13 z-shapes 128x128x2, |Z| 2048 and 8x8x32, |Z| 16384; Tab. 8
+    # rows f2 and f32): not in the released zoo, so shaped as the zoo's f4 and kl-f32.
+    "vq-f2": AutoencoderConfig(kind="vq", ch_mult=(1, 2), z_channels=2, embed_dim=2, n_embed=2048),
+    "vq-f32": AutoencoderConfig(
+        kind="vq", ch_mult=(1, 1, 2, 2, 4, 4), attn_levels=(4, 5), z_channels=32, embed_dim=32, n_embed=16384
+    ),
     # CPU-sized, for the embedded default: ~0.4 s per batch of 16 64x64 crops on 2 cores.
     # ch_mult (1, 1, 2) keeps the full-resolution convs at 32 channels (half the cost of (1, 2, 2)).
     "kl-f4-tiny": AutoencoderConfig(
         kind="kl", ch=32, ch_mult=(1, 1, 2), num_res_blocks=1, mid_attn=True,
         z_channels=3, embed_dim=3, norm_groups=8,
+    ),
+    # The CPU f-sweep's deeper first stages: one more level per factor 2, latent channels as kl-f8 and kl-f16.
+    "kl-f8-tiny": AutoencoderConfig(
+        kind="kl", ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1, z_channels=4, embed_dim=4, norm_groups=8,
+    ),
+    "kl-f16-tiny": AutoencoderConfig(
+        kind="kl", ch=32, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=1, z_channels=8, embed_dim=8, norm_groups=8,
     ),
     "vq-f4-tiny": AutoencoderConfig(
         kind="vq", ch=32, ch_mult=(1, 1, 2), num_res_blocks=1, mid_attn=True,

@@ -15,10 +15,9 @@ from typing import Any, Iterable
 import torch
 from einops import rearrange
 
-from ldm.autoencoder.health import dead_code_fraction
+from ldm.autoencoder.health import codebook_health, codebook_warnings
 from ldm.autoencoder.losses import build_lpips, default_vgg_path
 from ldm.autoencoder.model import Autoencoder
-from ldm.autoencoder.quantize import perplexity
 from ldm.autoencoder.train_config import TrainConfig
 from ldm.metrics.fidelity import fidelity_metrics, inception_weights_status
 from ldm.metrics.quality import psnr, ssim
@@ -26,7 +25,6 @@ from ldm.metrics.quality import psnr, ssim
 # A latent whose overall std is outside this band needs a scale factor far from 1
 # (Appendix F); the LDM copes once cache_latents rescales it, but a user should know.
 STD_BAND = (0.2, 5.0)
-DEAD_CODES_WARN = 0.5  # fraction of the codebook never used on the val split
 CHANNEL_STD_MIN = 1e-3  # a channel this flat carries no information
 
 
@@ -105,13 +103,8 @@ def evaluate_autoencoder(
     if loss.disc_weight == 0:
         report["skipped"]["discriminator"] = "train_autoencoder.loss.disc_weight is 0: trained without the GAN term"
     if usage is not None:
-        dead = dead_code_fraction(usage)
-        report["codebook"] = {"size": usage.numel(), "used": int((usage > 0).sum()), "dead_fraction": round(dead, 4),
-                              "perplexity": round(float(perplexity(usage)), 2)}
-        if dead > DEAD_CODES_WARN:
-            report["warnings"].append(
-                f"codebook collapse: {dead:.0%} of {usage.numel()} codes unused on val; try"
-                " train_autoencoder.loss.vq_restart_every > 0 or a smaller codebook")
+        report["codebook"] = codebook_health(usage)
+        report["warnings"] += codebook_warnings(usage)
     report["warnings"] += _scale_warnings(overall_std, std)
     return report
 

@@ -15,7 +15,8 @@ class TrainConfig(Config):
 
     section = "train"
 
-    lr: float = 4.5e-6  # the reference scales its base lr by batch size x GPUs
+    lr: float = 4.5e-6  # with scale_lr: per sample, multiplied by batch x devices (the reference's base lr)
+    scale_lr: bool = False  # the reference's rule: effective lr = lr x batch x devices
     disc_lr: float = 0.0  # 0: same as lr
     beta1: float = 0.5  # Adam betas (0.5, 0.9), as the reference
     beta2: float = 0.9
@@ -48,6 +49,10 @@ class TrainConfig(Config):
         if self.disc_layers < 1 or self.disc_channels < 1:
             raise ValueError("train.disc_layers and train.disc_channels must be >= 1")
 
+
+    def effective_lr(self, batch_size: int, devices: int = 1) -> float:
+        """The learning rate the optimizers use."""
+        return self.lr * batch_size * devices if self.scale_lr else self.lr
 
     def resolved(self, steps: int) -> TrainConfig:
         """This config for a run of `steps` batches: a cosine decay with decay_steps 0 spans the whole run."""

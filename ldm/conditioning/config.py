@@ -8,6 +8,9 @@ from typing import Literal
 from ldm.config import Config, check_literals
 
 ConditioningKind = Literal["none", "class", "text", "concat"]
+# text: bert-base-uncased's WordPiece vocabulary (the paper), or one learned from the captions
+TokenizerKind = Literal["bert", "learned"]
+BERT_VOCAB_SIZE = 30522  # bert-base-uncased
 
 
 @dataclass(frozen=True)
@@ -21,13 +24,15 @@ class ConditioningConfig(Config):
     n_classes: int = 0
     embed_dim: int = 512
     # text: the transformer of Eq. 18-24 (Tab. 17); heads x dim_head as the reference (8 x 64)
-    vocab_size: int = 30522  # bert-base-uncased
+    vocab_size: int = BERT_VOCAB_SIZE
     max_seq_len: int = 77
     dim: int = 1280
     depth: int = 32
     heads: int = 8
     dim_head: int = 64
     mlp_mult: int = 4
+    # "learned" is the default: config.json files written before this key existed hold learned vocabularies
+    tokenizer: TokenizerKind = "learned"
     # concat: batch keys joined to z_t on the channel axis, and their channel counts
     concat_keys: tuple[str, ...] = ("lr",)
     concat_channels: tuple[int, ...] = (3,)
@@ -41,6 +46,11 @@ class ConditioningConfig(Config):
         for name in ("embed_dim", "vocab_size", "max_seq_len", "dim", "depth", "heads", "dim_head", "mlp_mult"):
             if getattr(self, name) < 1:
                 raise ValueError(f"conditioning.{name} must be a positive integer, got {getattr(self, name)}")
+        if self.tokenizer == "bert" and self.vocab_size != BERT_VOCAB_SIZE:
+            raise ValueError(
+                f"conditioning.vocab_size must be {BERT_VOCAB_SIZE} (bert-base-uncased) with conditioning.tokenizer"
+                f" 'bert', got {self.vocab_size}; set conditioning.tokenizer to 'learned' for a vocabulary of that size"
+            )
         if self.kind == "concat" and (
             not self.concat_keys or len(self.concat_keys) != len(self.concat_channels)
             or any(c < 1 for c in self.concat_channels)

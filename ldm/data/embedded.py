@@ -10,7 +10,7 @@ to the resolution: the multi-scale crops a person would cut by hand.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,20 +115,37 @@ def per_class_counts(total: int, classes: int) -> list[int]:
     return [base + (index < extra) for index in range(classes)]
 
 
-def embedded_samples(split: str, total: int, resolution: int, seed: int, val_fraction: float, max_scale: float) -> Iterator[dict]:
-    """Yield `total` crops of `split` as dicts: image [r x r x 3] uint8, label, class_name, caption, meta."""
+@dataclass(frozen=True)
+class Crop:
+    """One planned crop of an embedded photograph: its class id (index into PHOTOS) and square box (top, left, size)."""
+
+    label: int
+    box: tuple[int, int, int]
+
+
+def crop_plan(images: Sequence[np.ndarray], split: str, total: int, resolution: int, seed: int, val_fraction: float,
+              max_scale: float) -> list[Crop]:
+    """The `total` crops of `split`, class by class; `images` are the loaded PHOTOS [H x W x 3], in order."""
     split_id = {"train": 0, "val": 1}[split]
-    for label, (photo, count) in enumerate(zip(PHOTOS, per_class_counts(total, len(PHOTOS)))):
-        image = load_photo(photo)
+    plan: list[Crop] = []
+    for label, (image, count) in enumerate(zip(images, per_class_counts(total, len(images)))):
         height, width = image.shape[:2]
         region = split_region(height, width, split, val_fraction)
         # One generator per (seed, photo, split): adding a photo never moves another's crops.
         rng = np.random.default_rng([seed, label, split_id])
-        for top, left, size in crop_boxes(region, count, resolution, max_scale, rng):
-            yield {
-                "image": crop_resize(image, (top, left, size), resolution),
-                "label": label,
-                "class_name": photo.name,
-                "caption": photo.caption,
-                "meta": {"source": photo.source, "original_size": [height, width], "crop_box": [top, left, size, size]},
-            }
+        plan += [Crop(label, box) for box in crop_boxes(region, count, resolution, max_scale, rng)]
+    return plan
+
+
+def cut_crop(images: Sequence[np.ndarray], crop: Crop, resolution: int) -> dict:
+    """A planned crop as a dict: image [r x r x 3] uint8, label, class_name, caption, meta."""
+    image, photo = images[crop.label], PHOTOS[crop.label]
+    height, width = image.shape[:2]
+    top, left, size = crop.box
+    return {
+        "image": crop_resize(image, crop.box, resolution),
+        "label": crop.label,
+        "class_name": photo.name,
+        "caption": photo.caption,
+        "meta": {"source": photo.source, "original_size": [height, width], "crop_box": [top, left, size, size]},
+    }

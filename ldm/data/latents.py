@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 import webdataset as wds
-from torch.utils.data import default_collate
+from torch.utils.data import DataLoader, default_collate
 
-from ldm.data.loader import raw_samples, to_tensor
+from ldm.data.loader import batch_loader, raw_samples, to_tensor
+from ldm.data.loader_config import LoaderSettings
 from ldm.data.schema import LatentSample, RawSample
 
 
@@ -47,3 +48,11 @@ def latent_dataset(urls: list[str], *, scale_factor: float, shuffle: int = 0, se
     if transform is not None:
         stages.append(wds.map(transform))
     return wds.DataPipeline(*stages)
+
+
+def latent_loader(urls: list[str], *, scale_factor: float, batch_size: int, settings: LoaderSettings, shuffle: int = 0,
+                  seed: int = 0, split_by_node: bool = True, endless: bool = False) -> DataLoader:
+    """Batch dicts of latent shards (the module docstring), the same for any worker count (`ldm.data.loader.batch_loader`)."""
+    raw = raw_samples(urls, shuffle=shuffle, seed=seed, split_by_node=split_by_node, split_by_worker=False)
+    return batch_loader(raw, partial(latent_sample, scale_factor=scale_factor), batch_size=batch_size, settings=settings,
+                        collate=collate, endless=endless)

@@ -1,21 +1,28 @@
 """Streaming shards into training batches.
 
-Shards are split by DDP rank and DataLoader worker (webdataset's splitters), and
-samples pass through a seeded shuffle buffer, so memory does not grow with the
-dataset and a run is repeatable for a given seed and world size.
+Shards are split by DDP rank (webdataset's `split_by_node`) and samples pass
+through a seeded shuffle buffer, so memory does not grow with the dataset and a
+run is repeatable for a given seed and world size. `batch_loader` makes every
+stage's DataLoader: decoding runs in its worker processes, and its batches are
+the same, in the same order, whatever the number of workers (see its docstring).
 """
 
 from __future__ import annotations
 
+import copy
 import random
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import webdataset as wds
 from einops import rearrange
+from torch.utils.data import DataLoader, IterableDataset, default_collate, get_worker_info
 
-from ldm.data.schema import ImageSample
+from ldm.data.loader_config import LoaderSettings
+from ldm.data.schema import ImageSample, RawSample
 from ldm.errors import InputNotFound
 
 
@@ -37,21 +44,27 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return rearrange(((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8), "n c h w -> n h w c").cpu().numpy()
 
 
-def _image_label(sample: ImageSample) -> tuple[torch.Tensor, int]:
+def decode_image_label(raw: RawSample) -> tuple[torch.Tensor, int]:
+    """A raw image sample -> (image [3 x H x W] in [-1, 1], class id)."""
+    sample = ImageSample.decode(raw)
     return to_tensor(sample.image), sample.label
 
 
-def raw_samples(urls: list[str], *, shuffle: int = 0, seed: int = 0, split_by_node: bool = True) -> list:
-    """The pipeline stages up to undecoded samples: this node's and worker's shards, optionally shuffled.
+def raw_samples(urls: list[str], *, shuffle: int = 0, seed: int = 0, split_by_node: bool = True,
+                split_by_worker: bool = True) -> list:
+    """The pipeline stages up to undecoded samples: this node's (and worker's) shards, optionally shuffled.
 
-    `shuffle` > 0 shuffles shard order and samples in a buffer of that size, seeded.
+    `shuffle` > 0 shuffles shard order and samples in a buffer of that size, seeded. `batch_loader`
+    takes the stages with `split_by_worker=False`: its workers share batches, not shards.
     """
     stages: list = [wds.SimpleShardList(urls)]
     if shuffle:
         stages.append(wds.shuffle(len(urls), rng=random.Random(seed)))
     if split_by_node:
         stages.append(wds.split_by_node)
-    stages += [wds.split_by_worker, wds.tarfile_to_samples()]
+    if split_by_worker:
+        stages.append(wds.split_by_worker)
+    stages.append(wds.tarfile_to_samples())
     if shuffle:
         stages.append(wds.shuffle(shuffle, initial=min(shuffle, 100), rng=random.Random(seed + 1)))
     return stages
@@ -60,4 +73,71 @@ def raw_samples(urls: list[str], *, shuffle: int = 0, seed: int = 0, split_by_no
 def image_dataset(urls: list[str], *, shuffle: int = 0, seed: int = 0, split_by_node: bool = True) -> wds.DataPipeline:
     """(image [3 x H x W] in [-1, 1], label) pairs from image shards (see `raw_samples` for the options)."""
     stages = raw_samples(urls, shuffle=shuffle, seed=seed, split_by_node=split_by_node)
-    return wds.DataPipeline(*stages, wds.map(ImageSample.decode), wds.map(_image_label))
+    return wds.DataPipeline(*stages, wds.map(decode_image_label))
+
+
+# ------------------------------------------------------------------ DataLoader
+
+
+def loader_options(settings: LoaderSettings, *, persistent: bool = False) -> dict[str, Any]:
+    """DataLoader keywords of `settings`: prefetch only with workers, pinned memory only with CUDA.
+
+    Workers start by `forkserver`, not `fork`: a training process that runs threads (Prefect's
+    server, Lightning's loggers) cannot be forked safely, and a forked worker of one dies at start.
+    """
+    workers = settings.num_workers
+    return {
+        "num_workers": workers,
+        "multiprocessing_context": "forkserver" if workers else None,
+        "prefetch_factor": settings.prefetch_factor if workers else None,
+        "pin_memory": settings.pin_memory and torch.cuda.is_available(),
+        "persistent_workers": persistent and workers > 0,
+    }
+
+
+class _TakeTurns(IterableDataset):
+    """Raw batches of one seeded stream; worker w of W decodes and collates batch k iff k % W == w."""
+
+    def __init__(self, batches: wds.DataPipeline, decode: Callable[[RawSample], Any], collate: Callable[[list], Any]):
+        super().__init__()
+        self.batches, self.decode, self.collate = batches, decode, collate
+
+    def __iter__(self) -> Iterator[Any]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        # A fresh copy: every pass starts from the seeds, in the main process as in a worker's copy.
+        batches = copy.deepcopy(self.batches)
+        for k, raws in enumerate(batches):  # k counts across repeats: the turns never restart
+            if k % workers == worker:
+                yield self.collate([self.decode(raw) for raw in raws])
+
+
+def batch_loader(raw: list, decode: Callable[[RawSample], Any], *, batch_size: int, settings: LoaderSettings,
+                 collate: Callable[[list], Any] = default_collate, endless: bool = False) -> DataLoader:
+    """A DataLoader of collated batches of `decode`d samples whose order does not depend on the worker count.
+
+    `raw`: pipeline stages up to undecoded samples (`raw_samples(..., split_by_worker=False)`). Every
+    worker walks the same seeded shard order and shuffle buffer over the raw samples (tar reads, no
+    decoding) and groups them into batches; worker w of W decodes (PNG, npy, to_tensor) and collates
+    only batches k = w, w + W, ..., and the DataLoader, which takes one batch from each worker in
+    turn, yields exactly the sequence of 0 workers. The trade-off: each worker reads every raw byte
+    of its node's shards and holds its own shuffle buffer of raw samples; decoding, the expensive
+    part, is split. DDP ranks still split at the shard level (`split_by_node`) before this.
+
+    `endless` repeats the shards forever (the shuffles continue from epoch to epoch), drops each
+    pass's partial last batch and keeps the workers alive; otherwise one pass, the last batch partial.
+    Every `iter()` of the loader starts the same sequence again.
+    """
+    if wds.split_by_worker in raw:
+        raise ValueError("batch_loader splits batches between workers; build `raw` with split_by_worker=False")
+    batches = wds.DataPipeline(*raw, wds.batched(batch_size, collation_fn=None, partial=not endless))
+    if endless:
+        batches = batches.repeat()
+    return DataLoader(_TakeTurns(batches, decode, collate), batch_size=None, **loader_options(settings, persistent=endless))
+
+
+def image_loader(urls: list[str], *, batch_size: int, settings: LoaderSettings, shuffle: int = 0, seed: int = 0,
+                 split_by_node: bool = True, endless: bool = False) -> DataLoader:
+    """Batches [images [N x 3 x H x W] in [-1, 1], labels [N]] of image shards (see `batch_loader`, `raw_samples`)."""
+    raw = raw_samples(urls, shuffle=shuffle, seed=seed, split_by_node=split_by_node, split_by_worker=False)
+    return batch_loader(raw, decode_image_label, batch_size=batch_size, settings=settings, endless=endless)

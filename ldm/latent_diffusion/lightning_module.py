@@ -23,6 +23,7 @@ from ldm.conditioning.tokenizer import tokenize
 from ldm.diffusion.losses import diffusion_loss
 from ldm.latent_diffusion.model import Condition, LatentDiffusionModel
 from ldm.latent_diffusion.train_config import TrainConfig
+from ldm.trainer import lr_factor
 
 _MIX = 1_000_003  # a prime, to mix seed parts into one 63-bit seed
 
@@ -35,10 +36,12 @@ def ema_decay_at(n: int, max_decay: float) -> float:
 class LDMTrainingModule(pl.LightningModule):
     """Trains a LatentDiffusionModel with L_simple; keeps an EMA copy in `ema` (what gets published)."""
 
-    def __init__(self, model: LatentDiffusionModel, config: TrainConfig, tokenizer: Any = None):
+    def __init__(self, model: LatentDiffusionModel, config: TrainConfig, tokenizer: Any = None, batch_size: int = 1):
+        """`batch_size`: samples per batch on one device, for the scale_lr rule (TrainConfig.effective_lr)."""
         super().__init__()
         self.model = model
         self.config = config
+        self.batch_size = batch_size
         self.tokenizer = tokenizer
         cond = model.config.conditioning
         if cond.kind == "text":
@@ -135,12 +138,16 @@ class LDMTrainingModule(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         c = self.config
-        optimizer = torch.optim.AdamW(self.model.parameters(), lr=c.lr, betas=(c.beta1, c.beta2),
+        if c.lr_decay == "cosine" and c.decay_steps < 1:
+            raise ValueError("train.lr_decay 'cosine' needs decay_steps >= 1; call TrainConfig.resolved(steps) first")
+        lr = c.effective_lr(self.batch_size, self.trainer.world_size if self._trainer is not None else 1)
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, betas=(c.beta1, c.beta2),
                                       weight_decay=c.weight_decay)
-        if not c.warmup_steps:
+        if not c.warmup_steps and c.lr_decay == "constant":
             return optimizer
-        warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / c.warmup_steps))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": warmup, "interval": "step"}}
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, c.warmup_steps, c.decay_steps if c.lr_decay == "cosine" else 0))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_fit_start(self) -> None:
         if self.config.flush_denormal:

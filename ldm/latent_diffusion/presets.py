@@ -38,14 +38,20 @@ def _diffusion(task: str, **kw: object) -> DiffusionConfig:
     return DiffusionConfig(linear_start=start, linear_end=end, **kw)  # type: ignore[arg-type]
 
 
-def _ldm4_uncond() -> LDMConfig:
-    """Tab. 12, CelebA-HQ / FFHQ / LSUN-Bedrooms LDM-4: 274M."""
+def _uncond(channels: int, mult: tuple[int, ...], factors: tuple[int, ...], side: int, z: int,
+            first_stage: str) -> LDMConfig:
+    """Tab. 12 and 14: an unconditional LDM with self-attention at `factors`, 32 channels per head."""
     return LDMConfig(
-        unet=UNetConfig(in_channels=3, out_channels=3, model_channels=224, channel_mult=(1, 2, 3, 4),
-                        num_res_blocks=2, attention_resolutions=(2, 4, 8), num_head_channels=32),
+        unet=UNetConfig(in_channels=z, out_channels=z, model_channels=channels, channel_mult=mult,
+                        num_res_blocks=2, attention_resolutions=factors, num_head_channels=32),
         diffusion=_diffusion("faces_bedrooms_cin"),
-        latent_channels=3, latent_size=(64, 64), first_stage="vq-f4",
+        latent_channels=z, latent_size=(side, side), first_stage=first_stage,
     )
+
+
+def _ldm4_uncond() -> LDMConfig:
+    """Tab. 12, CelebA-HQ / FFHQ / LSUN-Bedrooms LDM-4 (= Tab. 14 LDM-4): 274M."""
+    return _uncond(224, (1, 2, 3, 4), (2, 4, 8), 64, 3, "vq-f4")
 
 
 def _churches_ldm8() -> LDMConfig:
@@ -59,16 +65,23 @@ def _churches_ldm8() -> LDMConfig:
     )
 
 
-def _cin_ldm8() -> LDMConfig:
-    """Tab. 13 LDM-8, class-conditional ImageNet: 395M (UNet + 1000-class 512-d embedding)."""
+def _cin(channels: int, mult: tuple[int, ...], factors: tuple[int, ...], side: int, z: int, first_stage: str,
+         **heads: int) -> LDMConfig:
+    """Tab. 13: class-conditional ImageNet, a 512-d token per class cross-attended at `factors`."""
     return LDMConfig(
-        unet=UNetConfig(in_channels=4, out_channels=4, model_channels=256, channel_mult=(1, 2, 4),
-                        num_res_blocks=2, attention_resolutions=(1, 2, 4), attention="cross",
-                        num_head_channels=32, transformer_depth=1, context_dim=512),
+        unet=UNetConfig(in_channels=z, out_channels=z, model_channels=channels, channel_mult=mult,
+                        num_res_blocks=2, attention_resolutions=factors, attention="cross",
+                        transformer_depth=1, context_dim=512, **heads),
         conditioning=ConditioningConfig(kind="class", n_classes=1000, embed_dim=512),
         diffusion=_diffusion("faces_bedrooms_cin"),
-        latent_channels=4, latent_size=(32, 32), first_stage="vq-f8",
+        latent_channels=z, latent_size=(side, side), first_stage=first_stage,
     )
+
+
+def _cin_ldm8() -> LDMConfig:
+    """Tab. 13 LDM-8, class-conditional ImageNet: 395M (UNet + 1000-class 512-d embedding); 32 channels
+    per head as the released cin-ldm-vq-f8 config (Tab. 13 lists one head)."""
+    return _cin(256, (1, 2, 4), (1, 2, 4), 32, 4, "vq-f8", num_head_channels=32)
 
 
 def _txt2img_ldm8() -> LDMConfig:
@@ -77,7 +90,8 @@ def _txt2img_ldm8() -> LDMConfig:
         unet=UNetConfig(in_channels=4, out_channels=4, model_channels=320, channel_mult=(1, 2, 4, 4),
                         num_res_blocks=2, attention_resolutions=(1, 2, 4), attention="cross",
                         num_heads=8, transformer_depth=1, context_dim=1280, use_checkpoint=True),
-        conditioning=ConditioningConfig(kind="text", vocab_size=30522, max_seq_len=77, dim=1280, depth=32),
+        conditioning=ConditioningConfig(kind="text", tokenizer="bert", vocab_size=30522, max_seq_len=77, dim=1280,
+                                        depth=32),
         diffusion=_diffusion("txt2img"),
         latent_channels=4, latent_size=(32, 32), first_stage="kl-f8",
         paper_extra_params=TXT2IMG_UNUSED_LM_HEAD,
@@ -124,11 +138,11 @@ def _tiny_cond() -> LDMConfig:
 
 
 def _tiny_txt() -> LDMConfig:
-    """Text-conditional: 2-layer, 128-d text transformer; vocabulary from train_wordpiece(captions, <= 1000)."""
+    """Text-conditional: 2-layer, 128-d text transformer; <= 1000 WordPiece tokens learned from the captions."""
     return LDMConfig(
         unet=_tiny_unet(3, attention="cross", context_dim=128),
-        conditioning=ConditioningConfig(kind="text", vocab_size=1000, max_seq_len=32, dim=128, depth=2,
-                                        heads=4, dim_head=32),
+        conditioning=ConditioningConfig(kind="text", tokenizer="learned", vocab_size=1000, max_seq_len=32,
+                                        dim=128, depth=2, heads=4, dim_head=32),
         diffusion=_diffusion("txt2img"),
         latent_channels=3, latent_size=(16, 16), first_stage="kl-f4-tiny",
     )
@@ -147,6 +161,22 @@ def _tiny_sr() -> LDMConfig:
     )
 
 
+# The f-sweep of Sec. 4.1 (Tab. 13: ImageNet, class-conditional, one head; Tab. 14: CelebA, unconditional),
+# each with its first stage at 256 px. Attention resolutions 32,16,8 (16,8,4 for f16; 8,4,2 for f32) as
+# downsampling factors of the z-shape's side. LDM-1 (pixel space) has no first stage here.
+_SWEEP: dict[str, Callable[[], LDMConfig]] = {
+    "cin-ldm2": lambda: _cin(192, (1, 2, 2, 4, 4), (4, 8, 16), 128, 2, "vq-f2", num_heads=1),
+    "cin-ldm4": lambda: _cin(192, (1, 2, 3, 5), (2, 4, 8), 64, 3, "vq-f4", num_heads=1),
+    "cin-ldm16": lambda: _cin(256, (1, 2, 4), (1, 2, 4), 16, 8, "vq-f16", num_heads=1),
+    "cin-ldm32": lambda: _cin(256, (1, 2, 4), (1, 2, 4), 8, 32, "vq-f32", num_heads=1),
+    "celeba-ldm2": lambda: _uncond(192, (1, 2, 2, 4, 4), (4, 8, 16), 128, 2, "vq-f2"),
+    "celeba-ldm4": _ldm4_uncond,
+    "celeba-ldm8": lambda: _uncond(256, (1, 2, 4), (1, 2, 4), 32, 4, "vq-f8"),
+    "celeba-ldm16": lambda: _uncond(256, (1, 2, 4), (1, 2, 4), 16, 8, "vq-f16"),
+    "celeba-ldm32": lambda: _uncond(256, (1, 2, 4), (1, 2, 4), 8, 32, "vq-f32"),
+}
+
+
 _PRESETS: dict[str, Callable[[], LDMConfig]] = {
     "celebahq-ldm4": _ldm4_uncond,
     "ffhq-ldm4": _ldm4_uncond,
@@ -155,6 +185,7 @@ _PRESETS: dict[str, Callable[[], LDMConfig]] = {
     "cin-ldm8": _cin_ldm8,
     "txt2img-ldm8": _txt2img_ldm8,
     "bsr-sr-ldm4": _bsr_sr_ldm4,
+    **_SWEEP,
     "tiny-uncond": _tiny_uncond,
     "tiny-cond": _tiny_cond,
     "tiny-txt": _tiny_txt,

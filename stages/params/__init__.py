@@ -9,6 +9,7 @@ mirrors are plain Python.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -17,10 +18,14 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError, model_validator
 
+from ldm.autoencoder.presets import preset_config as autoencoder_config
+from ldm.latent_diffusion.config import LDMConfig
+from ldm.latent_diffusion.presets import preset_config
+from ldm.latent_diffusion.settings import paired_config
 from stages.params.base import ParamsError, Section, dataclass_section, describe, to_config
 from stages.params.data import DataParams, DegradeParams, DownloadParams
+from stages.params.checks import check_consistency
 from stages.params.models import (
-    INHERITS,
     AutoencoderParams,
     CacheLatentsParams,
     EvaluateParams,
@@ -28,14 +33,14 @@ from stages.params.models import (
     TrainAutoencoderParams,
     TrainLDMParams,
     TrainSRParams,
-    inherit,
 )
+from stages.params.recipes import preset_recipe, resolve
 from stages.params.storage import OrchestrateParams, StorageParams
 
 __all__ = ["AutoencoderParams", "CacheLatentsParams", "DataParams", "DegradeParams", "DownloadParams", "EvaluateParams",
            "OrchestrateParams", "Params", "ParamsError", "SamplingParams", "Section", "StorageParams",
            "TrainAutoencoderParams", "TrainLDMParams", "TrainSRParams", "dataclass_section", "load_params",
-           "lineage", "params_hash", "parse_params", "to_config"]
+           "lineage", "params_hash", "parse_params", "read_raw", "recipe_lineage", "to_config"]
 
 
 class Params(Section):
@@ -55,12 +60,19 @@ class Params(Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _sr_inherits(cls, raw: Any) -> Any:
-        """train_sr states only what differs from train_ldm (see TrainSRParams)."""
-        for child, parent in INHERITS.items():
-            if isinstance(raw, dict) and parent in raw:
-                raw = {**raw, child: inherit(raw[parent], raw.get(child) or {})}
-        return raw
+    def _recipes(cls, raw: Any) -> Any:
+        """Inherited loop settings and preset recipes under what params.yaml sets (stages.params.recipes)."""
+        return resolve(raw)[0] if isinstance(raw, dict) else raw
+
+    def ldm_config(self, section: str) -> LDMConfig:
+        """The LDM a training section builds: its preset with the section's research settings and classes,
+        fitted to the pipeline's autoencoder (ValueError naming the setting to change when it cannot be)."""
+        p: TrainLDMParams = getattr(self, section)
+        config = p.model_settings().apply_to(preset_config(p.preset))
+        if p.n_classes and config.conditioning.kind == "class":
+            config = dataclasses.replace(config, conditioning=dataclasses.replace(config.conditioning, n_classes=p.n_classes))
+        name = self.autoencoder.preset
+        return paired_config(config, name, autoencoder_config(name), self.data.resolution)
 
 
 def parse_params(raw: Any, source: str = "params.yaml") -> Params:
@@ -70,14 +82,18 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: the top level must be a mapping of sections, got {type(raw).__name__}")
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as exc:
         lines = [f"{source}: {describe(err, Params)}" for err in exc.errors()]
         raise ParamsError("\n".join(lines)) from None
+    problems = check_consistency(params)  # what a later stage would refuse, refused before any stage runs
+    if problems:
+        raise ParamsError("\n".join(f"{source}: {line}" for line in problems))
+    return params
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate params.yaml."""
+def read_raw(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """params.yaml as a plain mapping, before validation."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -85,7 +101,14 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ParamsError(f"{path}: no such file; run from the project root or pass --params") from None
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
-    return parse_params(raw, str(path))
+    if raw is not None and not isinstance(raw, dict):
+        raise ParamsError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
+    return raw or {}
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml."""
+    return parse_params(read_raw(path), str(path))
 
 
 def params_hash(section: BaseModel) -> str:
@@ -94,13 +117,22 @@ def params_hash(section: BaseModel) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def lineage(sections: dict[str, BaseModel], inputs: dict[str, str]) -> dict:
-    """The lineage block of a report: each params section with its hash, input hashes, code version."""
+def lineage(sections: dict[str, BaseModel], inputs: dict[str, str], recipe: dict | None = None) -> dict:
+    """The lineage block of a report: each params section (resolved: the recipe included) with its hash, input
+    hashes, code version, and for a training stage where its recipe came from (`recipe_lineage`)."""
     from ldm.reports import code_version
 
-    return {
+    block = {
         "params": {name: section.model_dump(mode="json") for name, section in sections.items()},
         "params_sha256": {name: params_hash(section) for name, section in sections.items()},
         "inputs_sha256": dict(sorted(inputs.items())),
         "code_version": code_version(),
     }
+    return block if recipe is None else {**block, "recipe": recipe}
+
+
+def recipe_lineage(params: Params, section: str, effective_lr: float) -> dict:
+    """Which preset's recipe a training section started from, its source, and the learning rate it ran at."""
+    found = preset_recipe(section, params.model_dump(mode="json"))
+    preset, source = (found[0], found[1].source) if found else ("", "")
+    return {"preset": preset, "source": source, "effective_lr": effective_lr}

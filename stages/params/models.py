@@ -1,29 +1,30 @@
 """params.yaml sections of the model stages: autoencoder, latent cache, LDM training, evaluation.
 
 Each `recipe` mirrors the `TrainConfig` dataclass of `ldm/` (one definition of
-every field); its defaults here are the measured CPU recipes of the embedded
-default, not the reference's GPU values. Sampler settings mirror
+every field, with the reference's values as defaults); the preset's recipe fills
+in what params.yaml does not set (stages.params.recipes). Sampler settings mirror
 `ldm.diffusion.config.SamplerSettings` the same way.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, Strict, field_validator
 
 from ldm.autoencoder.presets import preset_names as autoencoder_presets
 from ldm.autoencoder.train_config import TrainConfig as AutoencoderTrainConfig
-from ldm.autoencoder.train_config import cpu_train_config
+from ldm.data.loader_config import LoaderSettings
 from ldm.diffusion.config import SamplerSettings
 from ldm.latent_diffusion.presets import preset_names as ldm_presets
+from ldm.latent_diffusion.settings import ModelSettings
 from ldm.latent_diffusion.train_config import TrainConfig as LDMTrainConfig
 from ldm.latents.config import LatentDtype, Posterior, ScaleRule
 from ldm.metrics.names import FeatureExtractorName, MetricName
 from stages.params.base import Section, dataclass_section, one_of
 
 Precision = Literal["auto", "32-true", "bf16-mixed", "16-mixed"]
+LoaderParams = dataclass_section(LoaderSettings, "LoaderParams")
 
 
 class AutoencoderParams(Section):
@@ -37,10 +38,20 @@ class AutoencoderParams(Section):
         return one_of(value, autoencoder_presets())
 
 
-AutoencoderRecipe = dataclass_section(AutoencoderTrainConfig, "AutoencoderRecipe", defaults=cpu_train_config().train)
+AutoencoderRecipe = dataclass_section(AutoencoderTrainConfig, "AutoencoderRecipe")
 
 
-class TrainingLoop(Section):
+class Loading(Section):
+    """A stage that reads shards through a DataLoader: its workers, prefetch and pinned memory."""
+
+    loader: LoaderParams = LoaderParams()  # type: ignore[valid-type]
+
+    def loader_settings(self) -> LoaderSettings:
+        """The library's DataLoader settings for this stage."""
+        return LoaderSettings(**self.loader.model_dump())
+
+
+class TrainingLoop(Loading):
     """What every training stage's loop takes beside its model: data order, threads, precision."""
 
     shuffle_buffer: int = Field(1000, ge=0, le=1_000_000, description="samples; 0 keeps shard order")
@@ -52,10 +63,10 @@ class TrainingLoop(Section):
 class TrainAutoencoderParams(TrainingLoop):
     """Stage `train_autoencoder`: batches, checkpoints, offline weights and the recipe (Eq. 25)."""
 
-    steps: int = Field(cpu_train_config().steps, ge=1, le=10_000_000, description="training batches")
-    batch_size: int = Field(cpu_train_config().batch_size, ge=1, le=4096)
-    val_every: int = Field(200, ge=1, description="batches between validation passes")
-    checkpoint_every: int = Field(200, ge=1, description="batches between checkpoints")
+    steps: int = Field(500, ge=1, le=10_000_000, description="training batches")
+    batch_size: int = Field(16, ge=1, le=4096)
+    val_every: int = Field(5000, ge=1, description="batches between validation passes")
+    checkpoint_every: int = Field(5000, ge=1, description="batches between checkpoints")
     grid_images: int = Field(8, ge=1, le=64, description="originals | reconstructions in the report PNG")
     vgg_weights: str = Field("", description="LPIPS VGG16 file; empty: the torch hub cache")
     inception_weights: str = Field("", description="rFID Inception file; empty: torch-fidelity's cache")
@@ -66,7 +77,7 @@ class TrainAutoencoderParams(TrainingLoop):
         return AutoencoderTrainConfig(**self.recipe.model_dump()).resolved(self.steps)
 
 
-class CacheLatentsParams(Section):
+class CacheLatentsParams(Loading):
     """Stage `cache_latents`: encode the shards once and measure the latent scale (App. F, C.1)."""
 
     posterior: Posterior = Field("mode", description="KL: the posterior mean, or a sample seeded per key")
@@ -90,11 +101,8 @@ class CacheLatentsParams(Section):
         return value
 
 
-# The CPU recipe of the tiny LDM presets on the embedded default (lr measured, warm-up short, EMA on).
-LDM_CPU_RECIPE = LDMTrainConfig(lr=1.0e-3, warmup_steps=20, ema_decay=0.999, p_uncond=0.1, grad_clip=1.0)
-LDMRecipe = dataclass_section(LDMTrainConfig, "LDMRecipe", defaults=LDM_CPU_RECIPE)
-SR_RECIPE = dataclasses.replace(LDM_CPU_RECIPE, p_uncond=0.0)  # concat conditioning has no null condition
-SRRecipe = dataclass_section(LDMTrainConfig, "SRRecipe", defaults=SR_RECIPE)
+LDMRecipe = dataclass_section(LDMTrainConfig, "LDMRecipe")
+ModelParams = dataclass_section(ModelSettings, "ModelParams")
 
 
 class TrainLDMParams(TrainingLoop):
@@ -103,15 +111,20 @@ class TrainLDMParams(TrainingLoop):
     preset: str = Field("tiny-cond", description="`ldm.latent_diffusion.preset_names()` lists them")
     first_stage: str = Field("", description="the autoencoder preset the LDM pairs with; empty: the preset's own")
     n_classes: int = Field(0, ge=0, le=100_000, description="class models: classes; 0: the preset's")
-    steps: int = Field(250, ge=1, le=10_000_000, description="training batches")
-    batch_size: int = Field(32, ge=1, le=4096)
-    val_every: int = Field(125, ge=1, description="batches between validation passes")
-    checkpoint_every: int = Field(125, ge=1, description="batches between checkpoints")
+    steps: int = Field(250, ge=1, le=10_000_000, description="optimizer steps")
+    batch_size: int = Field(32, ge=1, le=4096, description="samples per batch on one device")
+    val_every: int = Field(5000, ge=1, description="batches between validation passes")
+    checkpoint_every: int = Field(5000, ge=1, description="batches between checkpoints")
     recipe: LDMRecipe = LDMRecipe()  # type: ignore[valid-type]
+    model: ModelParams = ModelParams()  # type: ignore[valid-type]
 
     def train_config(self) -> LDMTrainConfig:
-        """The library's TrainConfig for this run."""
-        return LDMTrainConfig(**self.recipe.model_dump())
+        """The library's TrainConfig for this run (a cosine decay with decay_steps 0 spans `steps`)."""
+        return LDMTrainConfig(**self.recipe.model_dump()).resolved(self.steps)
+
+    def model_settings(self) -> ModelSettings:
+        """The research settings applied on top of the preset."""
+        return ModelSettings(**self.model.model_dump())
 
     @field_validator("preset")
     @classmethod
@@ -127,37 +140,16 @@ class TrainLDMParams(TrainingLoop):
 class TrainSRParams(TrainLDMParams):
     """Stage `train_sr`: LDM-BSR, the LR image concatenated to the HR latent (Sec. C.7.1).
 
-    Inherits: every key not set under `train_sr` takes its value from `train_ldm` in params.yaml
-    (`recipe` key by key), except the model's own keys (SR_OWN_KEYS), whose defaults are below.
+    Takes the loop settings of `train_ldm` it does not set (stages.params.recipes.INHERITS).
     """
 
     preset: str = Field("tiny-sr", description="tiny-sr | bsr-sr-ldm4")
-    # The paper pairs SR with VQ-f4; the embedded default has one autoencoder, kl-f4-tiny.
-    first_stage: str = Field("kl-f4-tiny", description="the autoencoder preset it pairs with; empty: the preset's own")
-    recipe: SRRecipe = SRRecipe()  # type: ignore[valid-type]
-
-
-SR_OWN_KEYS = ("preset", "first_stage", "n_classes")  # what train_sr never takes from train_ldm
-INHERITS = {"train_sr": "train_ldm"}  # section -> the section it inherits from (dvc.yaml lists both for the stage)
-
-
-def inherit(parent: Any, child: Any) -> Any:
-    """A child section's raw data (see INHERITS): the parent's keys (but SR_OWN_KEYS) with the child's on top,
-    `recipe` merged key by key."""
-    if not isinstance(parent, dict) or not isinstance(child, dict):
-        return child  # the validator reports the wrong type
-    merged = {k: v for k, v in parent.items() if k not in SR_OWN_KEYS}
-    for key, value in child.items():
-        if key == "recipe" and isinstance(value, dict) and isinstance(merged.get(key), dict):
-            value = {**merged[key], **value}
-        merged[key] = value
-    return merged
 
 
 SamplingParams = dataclass_section(SamplerSettings, "SamplingParams")
 
 
-class EvaluateParams(Section):
+class EvaluateParams(Loading):
     """Stage `evaluate`: samples scored with torch-fidelity, SR against bicubic, the autoencoder's rFID."""
 
     samples: int = Field(64, ge=4, le=1_000_000, description="generated images scored (the paper: 50k)")

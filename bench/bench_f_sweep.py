@@ -1,0 +1,119 @@
+"""The f-sweep of Sec. 4.1 on the CPU: one DVC experiment per first-stage factor f, one table and one plot.
+
+    .venv/bin/python bench/bench_f_sweep.py                 # f = 4, 8, 16 with the tiny autoencoders, ~25 min on 2 cores
+    .venv/bin/python bench/bench_f_sweep.py --f 4 8 --ae-steps 200 --ldm-steps 100
+
+Each f runs the whole pipeline as `dvc exp run --temp -n fsweep-f<f>` (the workspace is
+left as it is; `dvc exp show` lists the runs, `dvc exp apply fsweep-f8` brings one back)
+with `autoencoder.preset=kl-f<f>-tiny`; the class-conditional `tiny-cond` LDM follows
+that first stage (its latent channels and size, `ldm params show --origin`). The same
+data, seeds and budgets go to every f. Evaluation scores 64 samples with the seeded
+`random-conv` stand-in feature extractor (the Inception weights cannot be fetched
+here): its FIDs compare the f's of one run with each other and nothing else.
+
+Writes bench/results/f_sweep.{json,md,png}: per f the latent shape, the autoencoder's
+val PSNR, the LDM's training throughput (samples/s), its sampling speed (samples/s,
+DDIM steps as params.yaml) and the stand-in FID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _experiment(f: int, args: argparse.Namespace) -> str:
+    """Run one experiment; its name comes back."""
+    name = f"fsweep-f{f}"
+    subprocess.run(["dvc", "exp", "remove", name], capture_output=True)  # a previous sweep's run of the same name
+    sets = {"autoencoder.preset": f"kl-f{f}-tiny", "train_autoencoder.steps": args.ae_steps,
+            "train_ldm.steps": args.ldm_steps, "train_sr.steps": args.sr_steps,
+            "evaluate.samples": args.samples, "evaluate.feature_extractor": "random-conv",
+            "evaluate.metrics": "[fid]", "evaluate.sr_samples": 8}
+    command = ["dvc", "exp", "run", "--temp", "-n", name]
+    for key, value in sets.items():
+        command += ["-S", f"{key}={value}"]
+    print("$", " ".join(command), flush=True)
+    subprocess.run(command, check=True)
+    return name
+
+
+def _metrics(names: list[str]) -> dict[str, dict]:
+    """Each experiment's metrics files, from `dvc exp show --json`."""
+    shown = json.loads(subprocess.run(["dvc", "exp", "show", "--json"], check=True, capture_output=True,
+                                      text=True).stdout)
+    found = {}
+    for baseline in shown:
+        for exp in baseline.get("experiments") or []:
+            for rev in exp["revs"]:
+                if rev.get("name") in names:
+                    found[rev["name"]] = {k: v["data"] for k, v in rev["data"]["metrics"].items()}
+    return found
+
+
+def _row(f: int, m: dict) -> dict:
+    ae, ldm, ev = m["metrics/autoencoder.json"], m["metrics/ldm.json"], m["metrics/evaluate.json"]
+    from ldm.autoencoder.presets import preset_config
+
+    batch = ldm["lineage"]["params"]["train_ldm"]["batch_size"]
+    side = ae["lineage"]["params"]["data"]["resolution"] // f
+    return {"f": f, "autoencoder": ae["preset"], "latent": f"{side}x{side}x{preset_config(ae['preset']).embed_dim}",
+            "ae_val_psnr_db": round(ae["psnr"], 2),
+            "ldm_parameters": ldm["parameters"],
+            "train_samples_per_s": round(ldm["train"]["batches"] * batch / ldm["train"]["seconds"], 1),
+            "sampling_samples_per_s": ev["ldm"]["sampling_samples_per_s"],
+            "fid_stand_in": round(ev["ldm"]["fid"], 2) if "fid" in ev["ldm"] else None}
+
+
+def _write(rows: list[dict], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "f_sweep.json").write_text(json.dumps(rows, indent=2) + "\n")
+    head = list(rows[0])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(r[k]) for k in head) + " |" for r in rows]
+    (out / "f_sweep.md").write_text("\n".join(lines) + "\n")
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for ax, key, title in zip(axes, ("fid_stand_in", "train_samples_per_s", "sampling_samples_per_s"),
+                              ("FID (random-conv stand-in; lower is better)", "training samples/s",
+                               "sampling samples/s")):
+        ax.plot([r["f"] for r in rows], [r[key] for r in rows], "o-")
+        ax.set_xscale("log", base=2)
+        ax.set(title=title, xlabel="first-stage factor f")
+    fig.suptitle("CPU f-sweep (Sec. 4.1): tiny-cond LDM on kl-f<f>-tiny latents, embedded photographs")
+    fig.tight_layout()
+    fig.savefig(out / "f_sweep.png", dpi=100)
+    print("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--f", type=int, nargs="+", default=[4, 8, 16], choices=[4, 8, 16])
+    parser.add_argument("--ae-steps", type=int, default=300, help="autoencoder batches (default: %(default)s)")
+    parser.add_argument("--ldm-steps", type=int, default=250, help="LDM optimizer steps (default: %(default)s)")
+    parser.add_argument("--sr-steps", type=int, default=20, help="train_sr steps; SR is not compared here")
+    parser.add_argument("--samples", type=int, default=64, help="samples scored per f (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    names = {f: _experiment(f, args) for f in args.f}
+    found = _metrics(list(names.values()))
+    missing = [name for name in names.values() if name not in found]
+    if missing:
+        print(f"error: `dvc exp show` lists no metrics for {', '.join(missing)}", file=sys.stderr)
+        return 1
+    _write([_row(f, found[name]) for f, name in names.items()], args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Settings of different sections that a later stage would refuse together, found before any stage runs.
+
+Each check returns lines `key: what is wrong; what to do`; `parse_params` reports them
+all at once, so `ldm params check` and the first stage that runs refuse the same things.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ldm.autoencoder.presets import preset_config as autoencoder_config
+
+if TYPE_CHECKING:
+    from stages.params import Params
+
+LDM_SECTIONS = ("train_ldm", "train_sr")
+
+
+def check_consistency(params: Params) -> list[str]:
+    """Every cross-section problem of `params`; empty when the stages can run together."""
+    f = autoencoder_config(params.autoencoder.preset).downsample_factor
+    if params.data.resolution % f:
+        return [f"data.resolution: {params.data.resolution} is not a multiple of the downsampling factor f={f} of "
+                f"autoencoder.preset {params.autoencoder.preset!r}; pick a multiple of {f} or a preset with a smaller f"]
+    problems = _first_stage(params)
+    for section in LDM_SECTIONS:
+        problems += _ldm(params, section)
+    return problems + _guidance(params)
+
+
+def _first_stage(params: Params) -> list[str]:
+    """The pipeline trains one autoencoder: an LDM section may only pin that one."""
+    chosen = params.autoencoder.preset
+    return [f"{section}.first_stage: pins {getattr(params, section).first_stage!r} but the pipeline trains "
+            f"autoencoder.preset {chosen!r} and caches its latents; set it to \"\" (follow the autoencoder) "
+            f"or set autoencoder.preset: {getattr(params, section).first_stage}"
+            for section in LDM_SECTIONS if getattr(params, section).first_stage not in ("", chosen)]
+
+
+def _ldm(params: Params, section: str) -> list[str]:
+    """The section's model fits the first stage and data, and its recipe fits the model."""
+    p = getattr(params, section)
+    try:
+        config = params.ldm_config(section)
+    except ValueError as exc:
+        return [f"{section}.preset {p.preset!r}: {exc}"]
+    problems, kind = [], config.conditioning.kind
+    if section == "train_sr" and kind != "concat":
+        problems.append(f"train_sr.preset {p.preset!r} is not a super-resolution model (conditioning {kind!r}); "
+                        "pick one that concatenates the LR image, e.g. tiny-sr or bsr-sr-ldm4")
+    if section == "train_ldm" and kind == "concat":
+        problems.append(f"train_ldm.preset {p.preset!r} needs an LR image per latent; train it as train_sr.preset")
+    if p.recipe.p_uncond > 0 and kind not in ("class", "text"):
+        problems.append(f"{section}.recipe.p_uncond: {p.recipe.p_uncond} drops a condition that a {kind!r} model "
+                        "does not have; set it to 0.0")
+    return problems
+
+
+def _guidance(params: Params) -> list[str]:
+    """Classifier-free guidance needs the unconditional model, learned by dropping the condition."""
+    p, scale = params.train_ldm, params.evaluate.sampling.guidance_scale
+    try:
+        kind = params.ldm_config("train_ldm").conditioning.kind
+    except ValueError:
+        return []  # reported by _ldm
+    if kind in ("class", "text") and scale != 1.0 and p.recipe.p_uncond == 0:
+        return [f"evaluate.sampling.guidance_scale: {scale} needs an unconditional model, but "
+                f"train_ldm.recipe.p_uncond is 0; set p_uncond (e.g. 0.1) or guidance_scale: 1.0"]
+    return []
