@@ -1,13 +1,13 @@
 """The f-sweep of Sec. 4.1 on the CPU: one DVC experiment per first-stage factor f, one table and one plot.
 
-    .venv/bin/python bench/bench_f_sweep.py                 # f = 4, 8, 16 with the tiny autoencoders, ~25 min on 2 cores
+    .venv/bin/python bench/bench_f_sweep.py                 # f = 4, 8, 16 with the tiny autoencoders, ~20 min on 2 cores
     .venv/bin/python bench/bench_f_sweep.py --f 4 8 --ae-steps 200 --ldm-steps 100
 
 Each f runs the whole pipeline as `dvc exp run --temp -n fsweep-f<f>` (the workspace is
 left as it is; `dvc exp show` lists the runs, `dvc exp apply fsweep-f8` brings one back)
 with `autoencoder.preset=kl-f<f>-tiny`; the class-conditional `tiny-cond` LDM follows
 that first stage (its latent channels and size, `ldm params show --origin`). The same
-data, seeds and budgets go to every f. Evaluation scores 64 samples with the seeded
+data, seeds and budgets go to every f. Evaluation scores 32 samples with the seeded
 `random-conv` stand-in feature extractor (the Inception weights cannot be fetched
 here): its FIDs compare the f's of one run with each other and nothing else.
 
@@ -99,10 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--f", type=int, nargs="+", default=[4, 8, 16], choices=[4, 8, 16])
-    parser.add_argument("--ae-steps", type=int, default=300, help="autoencoder batches (default: %(default)s)")
-    parser.add_argument("--ldm-steps", type=int, default=250, help="LDM optimizer steps (default: %(default)s)")
+    parser.add_argument("--ae-steps", type=int, default=200, help="autoencoder batches (default: %(default)s)")
+    parser.add_argument("--ldm-steps", type=int, default=200, help="LDM optimizer steps (default: %(default)s)")
     parser.add_argument("--sr-steps", type=int, default=20, help="train_sr steps; SR is not compared here")
-    parser.add_argument("--samples", type=int, default=64, help="samples scored per f (default: %(default)s)")
+    parser.add_argument("--samples", type=int, default=32, help="samples scored per f (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     names = {f: _experiment(f, args) for f in args.f}
