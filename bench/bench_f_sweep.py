@@ -24,6 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -36,11 +38,22 @@ def _experiment(f: int, args: argparse.Namespace) -> str:
             "evaluate.samples": args.samples, "evaluate.feature_extractor": "random-conv",
             "evaluate.metrics": "[fid]", "evaluate.sr_samples": 8}
     command = ["dvc", "exp", "run", "--temp", "-n", name]
+    listed = yaml.safe_load(Path("params.yaml").read_text())
     for key, value in sets.items():
-        command += ["-S", f"{key}={value}"]
+        command += ["-S", f"{'' if _listed(listed, key) else '+'}{key}={value}"]
     print("$", " ".join(command), flush=True)
     subprocess.run(command, check=True)
     return name
+
+
+def _listed(params: dict, dotted: str) -> bool:
+    """Whether params.yaml lists the key (`dvc exp run -S` adds an unlisted one only as `+key=value`)."""
+    node = params
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def _metrics(names: list[str]) -> dict[str, dict]:

@@ -71,7 +71,7 @@ def test_params_yaml_wins_over_the_recipe_and_the_reference_rule_scales_the_lr()
 
 def test_show_marks_every_origin(capsys, monkeypatch, root):
     monkeypatch.chdir(root)
-    text = _section(_show(capsys, "train_ldm.preset=celebahq-ldm4", "train_ldm.recipe.warmup_steps=100",
+    text = _section(_show(capsys, "train_ldm.preset=celebahq-ldm4", "+train_ldm.recipe.warmup_steps=100",
                           origin=True), "train_ldm")
     assert re.search(r"preset: celebahq-ldm4 +# --set", text)
     assert re.search(r"batch_size: 48 +# preset celebahq-ldm4", text)

@@ -22,6 +22,7 @@ def apply_sets(raw: dict[str, Any], assignments: list[str]) -> tuple[dict[str, A
     raw, keys = _copy(raw), []
     for assignment in assignments:
         key, sep, text = assignment.partition("=")
+        key = key.removeprefix("+")  # `dvc exp run -S` spells a key params.yaml does not list `+key`
         if not sep or not key or any(not part for part in key.split(".")):
             raise ParamsError(f"--set {assignment!r}: write KEY=VALUE with a dotted key, e.g. train_ldm.preset=cin-ldm8")
         try:
