@@ -100,6 +100,7 @@ def test_conflicts_are_refused_naming_the_key(raw, message):
 
 def test_the_vq_switch_is_one_key():
     params = parse_params({"autoencoder": {"preset": "vq-f4-tiny"}})
+    assert params.train_autoencoder.recipe.vq_restart_every == 25  # the VQ recipe's guard against collapse
     for section in ("train_ldm", "train_sr"):
         assert params.ldm_config(section).first_stage == "vq-f4-tiny"
     deeper = parse_params({"autoencoder": {"preset": "kl-f16-tiny"}}).ldm_config("train_ldm")

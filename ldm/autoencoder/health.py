@@ -33,8 +33,8 @@ def codebook_warnings(usage: torch.Tensor) -> list[str]:
     if vectors < MIN_VECTORS_PER_CODE * size:
         return []
     dead, ppl = dead_code_fraction(usage), float(perplexity(usage))
-    fix = ("; train with train_autoencoder.recipe.vq_restart_every > 0, or an EMA or l2-normalised"
-           " codebook (autoencoder codebook_ema, codebook_l2)")
+    fix = ("; restart dead codes (train_autoencoder.recipe.vq_restart_every > 0) or pick a preset whose"
+           " codebook is EMA-updated or l2-normalised (AutoencoderConfig.codebook_ema, codebook_l2)")
     warnings = []
     if dead > DEAD_FRACTION_WARN:
         warnings.append(f"codebook collapse: {dead:.0%} of {size} codes unused on val (warn above"

