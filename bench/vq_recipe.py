@@ -1,7 +1,7 @@
 """The VQ first stage beside the KL one on the CPU recipe: val PSNR, SSIM and codebook health, in one run.
 
     .venv/bin/python bench/vq_recipe.py                       # kl-f4-tiny and vq-f4-tiny, ~10 min on 2 cores
-    .venv/bin/python bench/vq_recipe.py --presets vq-f4-tiny --recipe vq_restart_every=25
+    .venv/bin/python bench/vq_recipe.py --presets vq-f4-tiny --recipe vq_restart_every=0  # no restarts
     .venv/bin/python bench/vq_recipe.py --images data/images  # reuse shards of the download stage
 
 Cuts the default data once (the `download` stage with params.yaml's `data` and
@@ -90,7 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["kl-f4-tiny", "vq-f4-tiny"], help="autoencoder presets")
     parser.add_argument("--recipe", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="train_autoencoder.recipe overrides for every preset, e.g. vq_restart_every=25")
+                        help="train_autoencoder.recipe overrides for every preset, e.g. vq_restart_every=0")
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml", help="source of the data sections")
     parser.add_argument("--images", type=Path, help="existing {train,val}-NNNNNN.tar shards (default: cut them)")
     parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
