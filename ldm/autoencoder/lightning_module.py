@@ -20,7 +20,7 @@ from ldm.autoencoder.config import AutoencoderConfig
 from ldm.autoencoder.discriminator import PatchDiscriminator
 from ldm.autoencoder.losses import adaptive_weight, hinge_d_loss, hinge_g_loss, reconstruction_loss
 from ldm.autoencoder.model import Autoencoder, AutoencoderOutput
-from ldm.autoencoder.train_config import CpuRecipe, TrainConfig, cpu_train_config  # noqa: F401  (re-exported)
+from ldm.autoencoder.train_config import TrainConfig
 from ldm.errors import UserError
 from ldm.metrics.quality import psnr
 

@@ -1,4 +1,4 @@
-"""Optimisation settings of autoencoder training (Eq. 25) and the measured CPU recipe."""
+"""Optimisation settings of autoencoder training (Eq. 25); each preset's values are in `recipes.py`."""
 
 from __future__ import annotations
 
@@ -59,38 +59,3 @@ class TrainConfig(Config):
         if self.lr_decay == "cosine" and self.decay_steps == 0:
             return dataclasses.replace(self, decay_steps=steps)
         return self
-
-
-@dataclass(frozen=True)
-class CpuRecipe:
-    """A measured CPU training recipe: loss/optimiser settings plus batch size and steps."""
-
-    train: TrainConfig
-    batch_size: int
-    steps: int
-
-
-STEPS = 500  # batches of the CPU recipe: 24.3 dB val PSNR in about 4.5 min on 2 cores (600: 24.7 dB, 6 min)
-
-
-def cpu_train_config() -> CpuRecipe:
-    """Recipe for `kl-f4-tiny` on 64x64 photo crops with 2 CPU threads (fp32).
-
-    The defaults of the `train_autoencoder` stage, whose metrics record the val
-    PSNR it reaches on the embedded photo crops. No LPIPS (its VGG cannot be fetched
-    offline) and no discriminator (the reference starts it after 50k steps).
-    """
-    train = TrainConfig(
-        lr=1.0e-3,
-        beta1=0.9,  # no GAN here, so the usual Adam momentum; 0.5 gave the same PSNR
-        perceptual_weight=0.0,
-        disc_weight=0.0,
-        grad_clip=1.0,
-        # Decoding the posterior mean: with kl_weight 1e-6 the sampling noise (std ~1 at
-        # init) only slows a short run down (+1 dB at 300 steps without it).
-        sample_posterior=False,
-        # A short run ends better on a decayed lr than on the noisy constant one.
-        lr_decay="cosine",
-        seed=0,
-    )
-    return CpuRecipe(train=train, batch_size=16, steps=STEPS)
