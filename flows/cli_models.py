@@ -18,7 +18,7 @@ import logging
 import typing
 from pathlib import Path
 
-from ldm.diffusion.config import SamplerName, SamplerSettings, Spacing
+from ldm.diffusion.config import FinalAlpha, SamplerName, SamplerSettings, Spacing
 from ldm.errors import InvalidInput
 
 log = logging.getLogger("ldm.sample")
@@ -28,7 +28,7 @@ DEFAULTS = SamplerSettings()
 def _settings(args: argparse.Namespace) -> SamplerSettings:
     try:
         return SamplerSettings(sampler=args.sampler, steps=args.steps, eta=args.eta, spacing=args.spacing,
-                               guidance_scale=getattr(args, "guidance", 1.0))
+                               final_alpha=args.final_alpha, guidance_scale=getattr(args, "guidance", 1.0))
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
 
@@ -119,6 +119,9 @@ def add_sampler_options(parser: argparse.ArgumentParser, guidance: bool) -> None
     parser.add_argument("--steps", type=_positive, default=DEFAULTS.steps, help="denoising steps, at most the model's T (default: %(default)s)")
     parser.add_argument("--eta", type=float, default=DEFAULTS.eta, help="DDIM noise: 0 deterministic (default), 1 DDPM-like")
     parser.add_argument("--spacing", choices=typing.get_args(Spacing), default=DEFAULTS.spacing, help="timestep spacing (default: %(default)s)")
+    parser.add_argument("--final-alpha", choices=typing.get_args(FinalAlpha), default=DEFAULTS.final_alpha,
+                        help="where DDIM/PLMS/DPM++ end: one = alpha_bar 1, the x0 estimate (default);"
+                             " t0 = alpha_bar[t_0], as the reference")
     parser.add_argument("--seed", type=int, default=0, help="sample i starts from noise seeded with seed + i")
     if guidance:
         parser.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale; 1 = none (default: %(default)s)")

@@ -1,7 +1,8 @@
 """Stage `train_autoencoder`: image shards -> the first-stage autoencoder (Appendix F, Eq. 25).
 
-Trains `autoencoder.preset` with Lightning on the train shards, resumes from the
-last checkpoint of an interrupted run with the same settings, and writes the
+Trains `autoencoder.preset` with Lightning on the train shards (from random weights,
+or from `init_from`'s), resumes from the last checkpoint of an interrupted run with
+the same settings, and writes the
 weights (`model.safetensors` + `config.json`), the health report of
 `ldm.autoencoder.report` and a reconstruction grid. A NaN loss stops the run
 with a clear error and keeps the last good checkpoint.
@@ -19,7 +20,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from ldm.autoencoder.checkpoint import AutoencoderCard, save_autoencoder
+from ldm.autoencoder.checkpoint import AutoencoderCard, init_autoencoder, save_autoencoder
 from ldm.autoencoder.lightning_module import AutoencoderModule, NonFiniteLossError
 from ldm.autoencoder.losses import MissingWeightsError, build_lpips
 from ldm.autoencoder.presets import preset_config
@@ -77,11 +78,14 @@ def run(params: Params, paths: Paths) -> dict:
     train_loader, val_loader, train_urls, val_urls = _loaders(params, paths.images)
     data_hash = shards_sha256(train_urls + val_urls)
 
-    settings = {"params": params.train_autoencoder.model_dump(mode="json"), "preset": params.autoencoder.preset,
-                "resolution": params.data.resolution, "data_sha256": data_hash}
-    ckpt = resume_path(paths.checkpoints, settings)
     pl.seed_everything(p.seed, workers=True, verbose=False)
-    module = AutoencoderModule(preset_config(params.autoencoder.preset), loss, perceptual, batch_size=p.batch_size)
+    start_from, init_hash = preset_config(params.autoencoder.preset), ""
+    if p.init_from:
+        start_from, init_hash = init_autoencoder(Path(p.init_from), start_from, "train_autoencoder.init_from")
+    settings = {"params": params.train_autoencoder.model_dump(mode="json"), "preset": params.autoencoder.preset,
+                "resolution": params.data.resolution, "data_sha256": data_hash, "init_sha256": init_hash}
+    ckpt = resume_path(paths.checkpoints, settings)
+    module = AutoencoderModule(start_from, loss, perceptual, batch_size=p.batch_size)
     logs = paths.checkpoints / "logs"
     trainer = make_trainer(
         steps=p.steps, done=lambda: int(module.ae_step), val_every=min(p.val_every, p.steps),
@@ -107,7 +111,8 @@ def run(params: Params, paths: Paths) -> dict:
         "train": {"batches": int(module.ae_step), "seconds": round(seconds, 1), "resumed_from": str(ckpt) if ckpt else None},
         **report,
     }
-    line = lineage({"data": params.data, "autoencoder": params.autoencoder, "train_autoencoder": p}, {"images": data_hash},
+    inputs = {"images": data_hash, **({"init_from": init_hash} if init_hash else {})}
+    line = lineage({"data": params.data, "autoencoder": params.autoencoder, "train_autoencoder": p}, inputs,
                    recipe=recipe_lineage(params, "train_autoencoder", loss.effective_lr(p.batch_size, trainer.world_size)))
     card = AutoencoderCard(model=model.config, preset=params.autoencoder.preset, resolution=params.data.resolution,
                            data_sha256=data_hash, lineage=line)

@@ -31,11 +31,12 @@ from ldm.data.loader import shard_urls
 from ldm.data.schema import LatentSample
 from ldm.data.shards import read_shards, shards_sha256
 from ldm.errors import InvalidInput
-from ldm.latent_diffusion.checkpoint import LDMCard, save_ldm
+from ldm.latent_diffusion.checkpoint import LDMCard, init_ldm, save_ldm
 from ldm.latent_diffusion.config import LDMConfig
 from ldm.latent_diffusion.lightning_module import LDMTrainingModule
 from ldm.latent_diffusion.model import LatentDiffusionModel
 from ldm.latents.stats import PAIRS, LatentStats, read_stats
+from ldm.model_dir import LDM, LDM_SR
 from ldm.reports import write_json
 from ldm.trainer import make_trainer, resume_path, write_curves
 from stages.cli import arg, stage_main
@@ -120,12 +121,17 @@ def run(params: Params, paths: Paths) -> dict:
     tokenizer = (build_tokenizer(config.conditioning, captions, paths.checkpoints.parent / "tokenizers")
                  if config.conditioning.kind == "text" else None)
     data_hash = shards_sha256(train + val)
-    settings = {"section": section, "params": p.model_dump(mode="json"), "data_sha256": data_hash,
-                "scale_factor": config.scale_factor}
-    ckpt = resume_path(paths.checkpoints, settings)
     pl.seed_everything(p.seed, workers=True, verbose=False)
+    model, init_hash = LatentDiffusionModel(config), ""
+    if p.init_from:
+        name = LDM_SR if section == "train_sr" else LDM  # the MODEL_DIR folder this stage writes
+        model, init_hash, init_tokenizer = init_ldm(Path(p.init_from), name, config, f"{section}.init_from")
+        tokenizer = init_tokenizer or tokenizer  # a text model keeps the vocabulary its weights were trained with
+    settings = {"section": section, "params": p.model_dump(mode="json"), "data_sha256": data_hash,
+                "scale_factor": config.scale_factor, "init_sha256": init_hash}
+    ckpt = resume_path(paths.checkpoints, settings)
     train_config = p.train_config()
-    module = LDMTrainingModule(LatentDiffusionModel(config), train_config, tokenizer, batch_size=p.batch_size)
+    module = LDMTrainingModule(model, train_config, tokenizer, batch_size=p.batch_size)
     logs = paths.checkpoints / "logs"
     trainer = make_trainer(steps=p.steps, done=lambda: module.global_step, val_every=min(p.val_every, p.steps),
                            checkpoints=paths.checkpoints, checkpoint_every=p.checkpoint_every, logs=logs,
@@ -137,7 +143,8 @@ def run(params: Params, paths: Paths) -> dict:
     write_curves(logs / "metrics.csv", paths.curves, {"loss": "train/loss"})
     val_logs = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     model = (module.ema if module.ema is not None else module.model).eval()
-    line = lineage({section: p}, {"latents": data_hash, "autoencoder": ae_hash},
+    inputs = {"latents": data_hash, "autoencoder": ae_hash, **({"init_from": init_hash} if init_hash else {})}
+    line = lineage({section: p}, inputs,
                    recipe=recipe_lineage(params, section, train_config.effective_lr(p.batch_size, trainer.world_size)))
     sr_scale = 0
     if config.conditioning.kind == "concat" and first.lr is not None:  # HR side / LR side: what `ldm upscale` multiplies by

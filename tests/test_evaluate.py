@@ -44,7 +44,8 @@ def _evaluate(ldm_inputs: Path, models: Path, out: Path, **overrides) -> dict:
 def test_evaluate_scores_samples_sr_and_records_every_setting(ldm_inputs, models, tmp_path):
     report = _evaluate(ldm_inputs, models, tmp_path)
     assert {"fid", "kid_mean", "isc_mean", "precision", "recall"} <= set(report["ldm"])
-    assert report["ldm"]["sampling"] == {"sampler": "ddim", "steps": 4, "eta": 0.0, "spacing": "uniform", "guidance_scale": 2.0}
+    assert report["ldm"]["sampling"] == {"sampler": "ddim", "steps": 4, "eta": 0.0, "spacing": "uniform", "final_alpha": "one",
+                                           "guidance_scale": 2.0}
     assert report["ldm"]["samples"] == 8 and report["ldm"]["reference"]["images"] == 48
     assert report["feature_extractor"]["feature_extractor"] == "random-conv" and report["feature_extractor"]["weights_sha256"]
     assert report["autoencoder"]["rfid"] >= 0

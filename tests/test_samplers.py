@@ -17,10 +17,12 @@ from ldm.diffusion import (
     sample,
     sample_ddim,
     sample_ddpm,
+    sample_plms,
     sampling_timesteps,
     seeded_generators,
     v_from_x0_eps,
 )
+from ldm.diffusion.config import SamplerSettings
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -202,6 +204,107 @@ def test_dispatch_refuses_unknown_names_and_misplaced_eta():
         sample("plms", conv_denoiser(), torch.zeros(SHAPE), SCHEDULE, steps=5, eta=1.0)
     with pytest.raises(ValueError, match="needs a number of steps"):
         sample("ddim", conv_denoiser(), torch.zeros(SHAPE), SCHEDULE, steps=None)
+
+
+# ---------------------------------------------------------------------------
+# final_alpha: where DDIM, PLMS and DPM-Solver++(2M) end
+# ---------------------------------------------------------------------------
+
+def toy_eps(xt, t):
+    """A deterministic toy denoiser, also usable by diffusers: eps = 0.1 x + sin(t / 100)."""
+    t = torch.as_tensor(t)
+    return 0.1 * xt + torch.sin(t.to(xt.dtype) / 100).reshape(-1, *[1] * (xt.dim() - 1))
+
+
+def test_ddim_final_alpha_t0_ends_at_alpha_bar_0_and_one_stays_the_default():
+    x_T = torch.randn(SHAPE, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    visited = {"one": [], "t0": []}
+    states = {"one": [], "t0": []}
+    outs = {}
+    for mode in ("one", "t0"):
+        def denoise(xt, t, mode=mode):
+            visited[mode].append(int(t[0]))
+            return toy_eps(xt, t)
+        outs[mode] = sample_ddim(denoise, x_T, SCHEDULE, steps=10, final_alpha=mode,
+                                 callback=lambda i, n, x, mode=mode: states[mode].append(x))
+    ts = sampling_timesteps(1000, 10)
+    assert visited["one"] == visited["t0"] == ts[::-1]
+    # the last step by hand: from x at t = ts[0] to a_prev = alpha_bar[0] (the reference's alphas_prev[0])
+    x, t_last = states["t0"][-2], ts[0]
+    a, a_prev = float(SCHEDULE.alpha_bar[t_last]), float(SCHEDULE.alpha_bar[0])
+    eps = toy_eps(x, torch.tensor([t_last]))
+    x0 = (x - (1 - a) ** 0.5 * eps) / a ** 0.5
+    torch.testing.assert_close(outs["t0"], a_prev ** 0.5 * x0 + (1 - a_prev) ** 0.5 * eps, rtol=1e-12, atol=1e-12)
+    # the steps before the last are the same in both modes
+    torch.testing.assert_close(states["one"][-2], states["t0"][-2], rtol=0, atol=0)
+    # "one" is the default and returns the x0 estimate of the last step
+    x, eps = states["one"][-2], toy_eps(states["one"][-2], torch.tensor([t_last]))
+    torch.testing.assert_close(outs["one"], (x - (1 - a) ** 0.5 * eps) / a ** 0.5, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(sample_ddim(toy_eps, x_T, SCHEDULE, steps=10), outs["one"], rtol=0, atol=0)
+    assert not torch.allclose(outs["one"], outs["t0"])
+
+
+@pytest.mark.parametrize("name", ["ddim", "plms", "dpmpp_2m"])
+@pytest.mark.parametrize("steps", [10, 20])
+def test_final_alpha_t0_with_an_oracle_ends_on_the_ode_at_alpha_bar_0(name, steps):
+    """Exact eps: the ODE solution is sqrt(a) x0 + sqrt(1 - a) eps_T at every step; "t0" stops at a = alpha_bar[0].
+
+    steps=20 on a T=20 schedule visits t = 0 itself, so the last step is a no-op (alpha_bar[0] to alpha_bar[0]).
+    """
+    schedule = SCHEDULE if steps == 10 else make_schedule("linear", 20, 0.0015, 0.0195)
+    x0 = torch.randn(SHAPE, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    x_T = torch.randn(SHAPE, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    a_T = float(schedule.alpha_bar[sampling_timesteps(schedule.num_steps, steps)[-1]])
+    eps_T = (x_T - a_T ** 0.5 * x0) / (1 - a_T) ** 0.5
+    oracle = lambda xt, t: eps_from_x0(schedule, xt, t, x0)
+    out = sample(name, oracle, x_T, schedule, steps=steps, final_alpha="t0")
+    a0 = float(schedule.alpha_bar[0])
+    torch.testing.assert_close(out, a0 ** 0.5 * x0 + (1 - a0) ** 0.5 * eps_T, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(sample(name, oracle, x_T, schedule, steps=steps), x0, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("final_alpha,set_alpha_to_one", [("t0", False), ("one", True)])
+def test_ddim_matches_diffusers_ddim_scheduler(final_alpha, set_alpha_to_one):
+    pytest.importorskip("diffusers")
+    from diffusers import DDIMScheduler
+
+    scheduler = DDIMScheduler(num_train_timesteps=1000, beta_start=0.0015, beta_end=0.0195,
+                              beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=set_alpha_to_one,
+                              steps_offset=1, timestep_spacing="leading", prediction_type="epsilon")
+    scheduler.set_timesteps(50)
+    assert scheduler.timesteps.tolist() == sampling_timesteps(1000, 50)[::-1]  # 981, 961, ..., 1
+    x_T = torch.randn(SHAPE, generator=torch.Generator().manual_seed(0))
+    x = x_T.clone()
+    for t in scheduler.timesteps:
+        x = scheduler.step(toy_eps(x, t.view(1)), t, x, eta=0.0).prev_sample
+    ours = sample_ddim(toy_eps, x_T.double(), SCHEDULE, steps=50, final_alpha=final_alpha)
+    scale = float(ours.abs().max())
+    err = float((ours - x.double()).abs().max())
+    assert err < 1e-5 * scale, (f"final_alpha={final_alpha!r}: max |ours - diffusers| = {err:.3g} exceeds"
+                                f" 1e-5 x max |sample| = {1e-5 * scale:.3g} (diffusers steps in float32)")
+
+
+def test_final_alpha_is_refused_for_ddpm_and_unknown_values():
+    x_T = torch.zeros(SHAPE)
+    with pytest.raises(ValueError, match="applies to ddim, plms and dpmpp_2m"):
+        sample("ddpm", conv_denoiser(), x_T, SCHEDULE, steps=5, final_alpha="t0", generator=torch.Generator())
+    with pytest.raises(ValueError, match="final_alpha must be one of"):
+        sample("ddim", conv_denoiser(), x_T, SCHEDULE, steps=5, final_alpha="zero")
+    with pytest.raises(ValueError, match="final_alpha must be one of"):
+        sample_plms(conv_denoiser(), x_T, SCHEDULE, steps=5, final_alpha="zero")
+    with pytest.raises(ValueError, match="final_alpha"):
+        SamplerSettings(final_alpha="zero")
+    assert SamplerSettings().final_alpha == "one"
+
+
+def test_the_cli_takes_final_alpha():
+    from flows.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["sample", "-o", "x", "--final-alpha", "t0"]).final_alpha == "t0"
+    assert parser.parse_args(["sample", "-o", "x"]).final_alpha == "one"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["sample", "-o", "x", "--final-alpha", "zero"])
 
 
 # ---------------------------------------------------------------------------

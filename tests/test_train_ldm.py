@@ -106,3 +106,20 @@ def test_missing_stats_is_a_clear_error(cache, tmp_path):
     with pytest.raises(FileNotFoundError, match="dvc repro cache_latents"):
         run(params, Paths(bare, cache / "models" / "autoencoder", tmp_path / "m", tmp_path / "c", tmp_path / "x.json", tmp_path / "l.csv",
                          "train_ldm"))
+
+
+def test_init_from_starts_from_the_given_weights_and_refuses_another_architecture(cache, tmp_path):
+    _run(cache, tmp_path / "base")
+    model_dir = tmp_path / "models"  # a MODEL_DIR as `ldm import` or `ldm pull` leaves it
+    shutil.copytree(cache / "models" / "autoencoder", model_dir / "autoencoder")
+    shutil.copytree(tmp_path / "base" / "model", model_dir / "ldm")
+    start = load_ldm(model_dir / "ldm").model
+    tuned = _run(cache, tmp_path / "tuned", **{**SHORT, "steps": 1, "val_every": 1}, init_from=str(model_dir))
+    assert tuned["lineage"]["inputs_sha256"]["init_from"]
+
+    def distance(state: dict) -> float:
+        return sum(float((state[k] - v).abs().sum()) for k, v in start.state_dict().items())
+    fresh = type(start)(start.config).state_dict()  # where a run without init_from starts
+    assert distance(load_ldm(tmp_path / "tuned" / "model").model.state_dict()) < 0.1 * distance(fresh)
+    with pytest.raises(InvalidInput, match=r"train_sr.init_from .*differs from the preset's in unet.in_channels"):
+        _run(cache, tmp_path / "sr", "train_sr", **SHORT, init_from=str(model_dir / "ldm"))

@@ -3,7 +3,8 @@
 from ldm.lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "checkpoint": ("AutoencoderCard", "autoencoder_sha256", "load_autoencoder", "read_card", "save_autoencoder"),
+    "checkpoint": ("AutoencoderCard", "autoencoder_sha256", "init_autoencoder", "load_autoencoder", "read_card",
+                   "save_autoencoder"),
     "config": ("AutoencoderConfig",),
     "discriminator": ("PatchDiscriminator",),
     "distributions": ("DiagonalGaussian",),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,10 @@ from ldm.autoencoder.model import Autoencoder
 from ldm.config import Config
 from ldm.data.shards import AtomicFolder, sha256_file
 from ldm.errors import InputNotFound, InvalidInput
+from ldm.model_dir import AUTOENCODER, WEIGHTS, model_folder
 from ldm.reports import write_json
 
-WEIGHTS, CARD = "model.safetensors", "config.json"
+CARD = "config.json"
 
 
 @dataclass(frozen=True)
@@ -73,3 +76,17 @@ def autoencoder_sha256(folder: str | Path) -> str:
     """One hash for a trained autoencoder: its weights and its card."""
     folder = Path(folder)
     return hashlib.sha256("".join(sha256_file(folder / name) for name in (WEIGHTS, CARD)).encode()).hexdigest()
+
+
+def init_autoencoder(path: Path, config: AutoencoderConfig, key: str) -> tuple[Autoencoder, str]:
+    """The autoencoder to train (`init_from`): the weights of the one under `path` (a MODEL_DIR or an autoencoder
+    folder), whose config must be `config` (a difference is named); and their hash, for the lineage."""
+    folder = model_folder(Path(path), AUTOENCODER, key)
+    model, card = load_autoencoder(folder)
+    differing = [f.name for f in dataclasses.fields(config) if getattr(config, f.name) != getattr(card.model, f.name)]
+    if differing:
+        raise InvalidInput(f"{key} {folder}: its autoencoder differs from autoencoder.preset in"
+                           f" {', '.join(f'{n} ({getattr(card.model, n)!r})' for n in differing)}; set the preset it"
+                           f" was built as{f' ({card.preset})' if card.preset else ''}")
+    logging.getLogger(__name__).info("starting from the weights of %s", folder)
+    return model.train().requires_grad_(True), autoencoder_sha256(folder)

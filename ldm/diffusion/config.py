@@ -19,6 +19,7 @@ Parameterization = Literal["eps", "x0", "v"]
 LossType = Literal["l2", "l1"]
 SamplerName = Literal["ddpm", "ddim", "plms", "dpmpp_2m"]
 Spacing = Literal["uniform", "quad"]
+FinalAlpha = Literal["one", "t0"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,9 @@ class SamplerSettings(Config):
     steps: int = 50  # denoising steps (<= the model's T, checked when sampling)
     eta: float = 0.0  # DDIM only: 0 deterministic, 1 DDPM-like
     spacing: Spacing = "uniform"  # uniform (the reference's) | quad
+    # where DDIM/PLMS/DPM++(2M) end. one: the last step goes to alpha_bar = 1 and returns the x0 estimate;
+    # t0: to alpha_bar[t_0] as the reference (diffusers' set_alpha_to_one=False). DDPM: one only
+    final_alpha: FinalAlpha = "one"
     guidance_scale: float = 1.0  # classifier-free guidance s (e_u + s (e_c - e_u)); 1: the conditional model
 
     def __post_init__(self) -> None:
@@ -74,3 +78,5 @@ class SamplerSettings(Config):
             raise ValueError(f"sampling: guidance scale must be >= 0, got {self.guidance_scale}")
         if not 0.0 <= self.eta <= 1.0:
             raise ValueError(f"sampling: eta must be in 0..1, got {self.eta}")
+        if self.sampler == "ddpm" and self.final_alpha != "one":
+            raise ValueError("sampling: final_alpha 't0' applies to ddim, plms and dpmpp_2m; ddpm ends at t = 0")

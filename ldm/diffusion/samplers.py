@@ -2,11 +2,13 @@
 
 Legend (as in schedule.py):
     t          integer timestep in 0..T-1 handed to the denoiser
-    a, a_prev  alpha_bar at the current and the next (less noisy) visited step; a_prev = 1 after the last
+    a, a_prev  alpha_bar at the current and the next (less noisy) visited step; after the last step
+               a_prev = 1 (final_alpha "one") or alpha_bar[0] (final_alpha "t0")
     x0         the clean latent implied by eps: (x_t - sqrt(1 - a) eps) / sqrt(a)   (Eq. 14)
     eps        the denoiser's noise estimate eps_theta(x_t, t)
 
-Every sampler is `sample_x(denoise, x_T, schedule, *, steps, spacing, generator, callback)`:
+Every sampler is `sample_x(denoise, x_T, schedule, *, steps, spacing, generator, callback)`
+(DDIM adds `eta`; DDIM, PLMS and DPM-Solver++(2M) add `final_alpha`):
 `denoise(x_t [N x C x H x W], t [N] long) -> eps [N x C x H x W]` is a closure that
 already applies conditioning and guidance (ldm.conditioning.guided_denoiser) and
 turns x0- or v-models into eps (ldm.diffusion.eps_denoiser). Samplers take the
@@ -15,8 +17,14 @@ sampling at a larger or non-square x_T. `callback(i, total, x)` runs after step 
 (0-based) of `total`. Noise comes only from `generator` (see noise.py for the
 batch-independence contract); deterministic samplers accept and ignore it.
 
-The reference ends DDIM/PLMS at alpha_bar[t_0] (x keeps sqrt(1 - alpha_bar[1]) of
-eps); here the last step goes to alpha_bar = 1, so the output is the x0 estimate.
+Where DDIM, PLMS and DPM-Solver++(2M) end is `final_alpha`. The default "one" takes
+the last step to alpha_bar = 1, so the output is the x0 estimate. "t0" ends at
+alpha_bar[t_0] = alpha_bar[0] (the schedule's first entry, the paper's t = 1) as
+the reference's DDIM and PLMS do (`alphas_prev = [alphas_cumprod[0]] + ...`; x keeps
+sqrt(1 - alpha_bar[0]) of eps), which diffusers calls `set_alpha_to_one=False`
+(DDIMScheduler) and `final_sigmas_type="sigma_min"` (DPMSolverMultistepScheduler);
+use it to compare samples with the reference's for the same noise. DDPM always ends
+with the posterior mean at t = 0 and takes "one" only.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from typing import get_args
 import torch
 from torch import Tensor
 
-from ldm.diffusion.config import SamplerName, Spacing
+from ldm.diffusion.config import FinalAlpha, SamplerName, Spacing
 from ldm.diffusion.losses import Denoiser
 from ldm.diffusion.noise import Generators, randn_like
 from ldm.diffusion.schedule import NoiseSchedule, q_posterior, x0_from_eps
@@ -80,10 +88,15 @@ def sampling_timesteps(num_timesteps: int, steps: int | None, spacing: Spacing =
     return ts
 
 
-def _plan(schedule: NoiseSchedule, ts: list[int]) -> list[tuple[int, float, float]]:
-    """(t, a, a_prev) per step in sampling order, noisiest first; a_prev of the last step is 1."""
+def _plan(schedule: NoiseSchedule, ts: list[int], final_alpha: FinalAlpha = "one") -> list[tuple[int, float, float]]:
+    """(t, a, a_prev) per step in sampling order, noisiest first.
+
+    a_prev of the last step is 1 for final_alpha "one", alpha_bar[0] for "t0" (the reference's alphas_prev).
+    """
+    if final_alpha not in get_args(FinalAlpha):
+        raise ValueError(f"final_alpha must be one of {get_args(FinalAlpha)}, got {final_alpha!r}")
     ab = schedule.alpha_bar.tolist()
-    ab_prev = [1.0] + [ab[t] for t in ts[:-1]]
+    ab_prev = [1.0 if final_alpha == "one" else ab[0]] + [ab[t] for t in ts[:-1]]
     return [(t, ab[t], a_prev) for t, a_prev in zip(reversed(ts), reversed(ab_prev))]
 
 
@@ -134,15 +147,16 @@ def sample_ddpm(denoise: Denoiser, x_T: Tensor, schedule: NoiseSchedule, *, step
 
 @torch.no_grad()
 def sample_ddim(denoise: Denoiser, x_T: Tensor, schedule: NoiseSchedule, *, steps: int, eta: float = 0.0,
-                spacing: Spacing = "uniform", generator: Generators | None = None,
+                spacing: Spacing = "uniform", final_alpha: FinalAlpha = "one", generator: Generators | None = None,
                 callback: Callback | None = None) -> Tensor:
     """DDIM (Song et al. 2021, Eq. 12 and 16): eta = 0 is the deterministic ODE, eta = 1 DDPM-like; [N x C x H x W].
 
-    sigma_t = eta sqrt((1 - a_prev) / (1 - a) (1 - a / a_prev)).
+    sigma_t = eta sqrt((1 - a_prev) / (1 - a) (1 - a / a_prev)); the last step goes to
+    alpha_bar = 1 (final_alpha "one") or alpha_bar[0] ("t0", the reference).
     """
     if eta < 0:
         raise ValueError(f"DDIM eta must be >= 0, got {eta}")
-    plan = _plan(schedule, sampling_timesteps(schedule.num_steps, steps, spacing))
+    plan = _plan(schedule, sampling_timesteps(schedule.num_steps, steps, spacing), final_alpha)
     x = x_T
     for i, (t, a, a_prev) in enumerate(plan):
         eps = denoise(x, _timestep(x, t))
@@ -156,14 +170,15 @@ def sample_ddim(denoise: Denoiser, x_T: Tensor, schedule: NoiseSchedule, *, step
 
 @torch.no_grad()
 def sample_plms(denoise: Denoiser, x_T: Tensor, schedule: NoiseSchedule, *, steps: int,
-                spacing: Spacing = "uniform", generator: Generators | None = None,
+                spacing: Spacing = "uniform", final_alpha: FinalAlpha = "one", generator: Generators | None = None,
                 callback: Callback | None = None) -> Tensor:
     """PLMS (PNDM, Liu et al. 2022): 4th-order Adams-Bashforth on eps with DDIM (eta = 0) transfers.
 
     Warm-up as in the reference: the first step is a pseudo improved Euler (Heun)
     step, costing one extra evaluation; then orders 2, 3 and 4 as history allows.
+    The last step goes to alpha_bar = 1 (final_alpha "one") or alpha_bar[0] ("t0", the reference).
     """
-    plan = _plan(schedule, sampling_timesteps(schedule.num_steps, steps, spacing))
+    plan = _plan(schedule, sampling_timesteps(schedule.num_steps, steps, spacing), final_alpha)
     x, history = x_T, []  # history: past eps, newest first
     for i, (t, a, a_prev) in enumerate(plan):
         eps = denoise(x, _timestep(x, t))
@@ -182,19 +197,21 @@ def sample_plms(denoise: Denoiser, x_T: Tensor, schedule: NoiseSchedule, *, step
 
 @torch.no_grad()
 def sample_dpmpp_2m(denoise: Denoiser, x_T: Tensor, schedule: NoiseSchedule, *, steps: int,
-                    spacing: Spacing = "uniform", generator: Generators | None = None,
+                    spacing: Spacing = "uniform", final_alpha: FinalAlpha = "one", generator: Generators | None = None,
                     callback: Callback | None = None) -> Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2): multistep 2nd-order solver on x0 in lambda = log(alpha / sigma).
 
-    First step first order; the last step (to sigma = 0) returns the x0 estimate.
+    First step first order. With final_alpha "one" the last step (to sigma = 0) returns
+    the x0 estimate (diffusers' final_sigmas_type="zero"); with "t0" it is a regular
+    solver step to alpha_bar[0] (final_sigmas_type="sigma_min").
     """
-    plan = _plan(schedule, sampling_timesteps(schedule.num_steps, steps, spacing))
+    plan = _plan(schedule, sampling_timesteps(schedule.num_steps, steps, spacing), final_alpha)
     x, x0_old, h_old = x_T, None, None
     for i, (t, a, a_prev) in enumerate(plan):
         x0 = _x0(x, denoise(x, _timestep(x, t)), a)
         if a_prev >= 1.0:
             x = x0
-        else:
+        elif a_prev > a:  # a_prev == a (final_alpha "t0" after visiting t = 0) is a no-op step
             h = 0.5 * (math.log(a_prev / (1 - a_prev)) - math.log(a / (1 - a)))  # lambda_next - lambda
             d = x0
             if x0_old is not None:
@@ -217,16 +234,26 @@ SAMPLERS: dict[str, Callable[..., Tensor]] = {
 
 
 def sample(name: SamplerName, denoise: Denoiser, x_T: Tensor, schedule: NoiseSchedule, *,
-           steps: int | None, eta: float = 0.0, spacing: Spacing = "uniform",
+           steps: int | None, eta: float = 0.0, spacing: Spacing = "uniform", final_alpha: FinalAlpha = "one",
            generator: Generators | None = None, callback: Callback | None = None) -> Tensor:
-    """Run the sampler `name` from x_T [N x C x H x W]; eta is a DDIM option (0 elsewhere)."""
+    """Run the sampler `name` from x_T [N x C x H x W].
+
+    eta is a DDIM option (0 elsewhere); final_alpha applies to ddim, plms and dpmpp_2m ("one" for ddpm).
+    """
     if name not in SAMPLERS:
         raise ValueError(f"sampler must be one of {get_args(SamplerName)}, got {name!r}")
+    if final_alpha not in get_args(FinalAlpha):
+        raise ValueError(f"final_alpha must be one of {get_args(FinalAlpha)}, got {final_alpha!r}")
     options = dict(spacing=spacing, generator=generator, callback=callback)
     if name == "ddim":
         options["eta"] = eta
     elif eta != 0.0:
         raise ValueError(f"eta is a DDIM option; sampler {name!r} needs eta 0, got {eta}")
+    if name in ("ddim", "plms", "dpmpp_2m"):
+        options["final_alpha"] = final_alpha
+    elif final_alpha != "one":
+        raise ValueError(f"final_alpha {final_alpha!r} applies to ddim, plms and dpmpp_2m; sampler {name!r}"
+                         " ends with the posterior mean at t=0 and needs final_alpha 'one'")
     if steps is None and name != "ddpm":
         raise ValueError(f"sampler {name!r} needs a number of steps (only ddpm runs all T steps by default)")
     return SAMPLERS[name](denoise, x_T, schedule, steps=steps, **options)

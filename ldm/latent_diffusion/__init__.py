@@ -6,7 +6,7 @@ from ldm.lazy import lazy_exports
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "attention": ("AttentionBlock", "CrossAttention", "GEGLUFeedForward", "SpatialTransformer"),
     "blocks": ("ResBlock", "timestep_embedding"),
-    "checkpoint": ("LDMCard", "LoadedLDM", "load_ldm", "save_ldm"),
+    "checkpoint": ("LDMCard", "LoadedLDM", "init_ldm", "load_ldm", "save_ldm"),
     "config": ("AttentionKind", "LDMConfig", "UNetConfig"),
     "generate": ("conditions", "decode_latents", "generate_latents", "sample_images"),
     "lightning_module": ("LDMTrainingModule",),

@@ -3,7 +3,9 @@ scale factor) and, for text models, `tokenizer/`. Written and read here only."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -11,13 +13,14 @@ from typing import Any, Literal
 from safetensors.torch import load_file, save_file
 
 from ldm.config import Config
-from ldm.data.shards import AtomicFolder
+from ldm.data.shards import AtomicFolder, sha256_file
 from ldm.errors import InputNotFound, InvalidInput
 from ldm.latent_diffusion.config import LDMConfig
 from ldm.latent_diffusion.model import LatentDiffusionModel
+from ldm.model_dir import WEIGHTS, model_folder
 from ldm.reports import write_json
 
-WEIGHTS, CARD, TOKENIZER = "model.safetensors", "config.json", "tokenizer"
+CARD, TOKENIZER = "config.json", "tokenizer"
 
 
 @dataclass(frozen=True)
@@ -89,3 +92,29 @@ def load_ldm(folder: str | Path) -> LoadedLDM:
 
         tokenizer = load_tokenizer(folder / TOKENIZER)
     return LoadedLDM(model.eval().requires_grad_(False), card, tokenizer)
+
+
+def init_ldm(path: Path, name: str, config: LDMConfig, key: str) -> tuple[LatentDiffusionModel, str, Any]:
+    """The LDM to train (`init_from`): `config` with the weights of the one under `path` (a MODEL_DIR, `name` ldm or
+    ldm_sr, or a model folder); their hash; its tokenizer (a text model keeps the ids its weights learned).
+
+    The UNet and the conditioning must be the same (dropout and gradient checkpointing may differ); the schedule,
+    the scale factor and the latent size are the run's (the scale factor is measured again on its cache).
+    """
+    folder = model_folder(Path(path), name, key)
+    loaded = load_ldm(folder)
+    source, log = loaded.model.config, logging.getLogger(__name__)
+    differing = [f"unet.{f.name}" for f in dataclasses.fields(config.unet) if f.name not in ("dropout", "use_checkpoint")
+                 and getattr(config.unet, f.name) != getattr(source.unet, f.name)]
+    differing += [f"conditioning.{f.name}" for f in dataclasses.fields(config.conditioning)
+                  if getattr(config.conditioning, f.name) != getattr(source.conditioning, f.name)]
+    if differing:
+        raise InvalidInput(f"{key} {folder}: its model differs from the preset's in {', '.join(differing)}; set the"
+                           f" preset it was built as{f' ({loaded.card.preset})' if loaded.card.preset else ''}")
+    if source.scale_factor != config.scale_factor:
+        log.warning("%s was trained on latents scaled by %g; this run scales by %g (measured on its cache)",
+                    folder, source.scale_factor, config.scale_factor)
+    model = LatentDiffusionModel(config)
+    model.load_state_dict(loaded.model.state_dict(), strict=True)
+    log.info("starting from the %s weights of %s", loaded.card.weights, folder)
+    return model, sha256_file(folder / WEIGHTS), loaded.tokenizer

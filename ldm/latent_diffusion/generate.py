@@ -78,7 +78,7 @@ def generate_latents(model: LatentDiffusionModel, cond: Condition, null_cond: Co
     denoise = eps_denoiser(denoise, model.schedule, model.diffusion.parameterization)
     steps = None if settings.sampler == "ddpm" and settings.steps == model.schedule.num_steps else settings.steps
     return sample(settings.sampler, denoise, z_T, model.schedule, steps=steps, eta=settings.eta,
-                  spacing=settings.spacing, generator=noise, callback=callback)
+                  spacing=settings.spacing, final_alpha=settings.final_alpha, generator=noise, callback=callback)
 
 
 def _to(cond: Condition, device: torch.device) -> Condition:

@@ -41,6 +41,9 @@ class AutoencoderParams(Section):
 AutoencoderRecipe = dataclass_section(AutoencoderTrainConfig, "AutoencoderRecipe")
 
 
+INIT_FROM = "a MODEL_DIR (`ldm import`, `ldm pull`) or model folder to start from; empty: random weights"
+
+
 class Loading(Section):
     """A stage that reads shards through a DataLoader: its workers, prefetch and pinned memory."""
 
@@ -71,6 +74,7 @@ class TrainAutoencoderParams(TrainingLoop):
     vgg_weights: str = Field("", description="LPIPS VGG16 file; empty: the torch hub cache")
     inception_weights: str = Field("", description="rFID Inception file; empty: torch-fidelity's cache")
     recipe: AutoencoderRecipe = AutoencoderRecipe()  # type: ignore[valid-type]
+    init_from: str = Field("", description=INIT_FROM)
 
     def train_config(self) -> AutoencoderTrainConfig:
         """The library's TrainConfig for this run (a cosine decay with decay_steps 0 spans `steps`)."""
@@ -117,6 +121,7 @@ class TrainLDMParams(TrainingLoop):
     checkpoint_every: int = Field(5000, ge=1, description="batches between checkpoints")
     recipe: LDMRecipe = LDMRecipe()  # type: ignore[valid-type]
     model: ModelParams = ModelParams()  # type: ignore[valid-type]
+    init_from: str = Field("", description=INIT_FROM)
 
     def train_config(self) -> LDMTrainConfig:
         """The library's TrainConfig for this run (a cosine decay with decay_steps 0 spans `steps`)."""

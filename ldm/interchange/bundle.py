@@ -1,0 +1,150 @@
+"""Our side of an import or export: a preset's configs, state-dict keys, and the MODEL_DIR (ldm/model_dir.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ldm.autoencoder.checkpoint import AutoencoderCard, autoencoder_sha256, load_autoencoder, save_autoencoder
+from ldm.autoencoder.config import AutoencoderConfig
+from ldm.autoencoder.model import Autoencoder
+from ldm.autoencoder.presets import preset_config as autoencoder_preset, preset_names as autoencoder_presets
+from ldm.config import Config
+from ldm.errors import InputNotFound, InvalidInput
+from ldm.latent_diffusion.checkpoint import LDMCard, LoadedLDM, load_ldm, save_ldm
+from ldm.latent_diffusion.config import LDMConfig
+from ldm.latent_diffusion.model import LatentDiffusionModel
+from ldm.latent_diffusion.presets import preset_config as ldm_preset, preset_names as ldm_presets
+from ldm.model_dir import AUTOENCODER, LDM, LDM_SR
+
+# The EMA codebook's running statistics: training state, not in the reference's or diffusers' layout; an import
+# restarts them as the quantizer's constructor does (each code the average of one vector, itself).
+CODEBOOK_STATS = ("quantizer.ema_count", "quantizer.ema_sum")
+
+
+@dataclass(frozen=True)
+class Target:
+    """The configs an import fills: a first stage, and the LDM when the preset is one."""
+
+    autoencoder: AutoencoderConfig
+    autoencoder_preset: str
+    ldm: LDMConfig | None = None
+    ldm_preset: str = ""
+
+    @property
+    def ldm_folder(self) -> str:
+        """`ldm_sr` for a super-resolution (concat) model, else `ldm`."""
+        return LDM_SR if self.ldm is not None and self.ldm.conditioning.kind == "concat" else LDM
+
+
+@dataclass(frozen=True)
+class ImportReport(Config):
+    """What an import took from where: written into both cards' lineage."""
+
+    section = "import"
+
+    format: str
+    source: str
+    preset: str
+    weights: str = "raw"  # "ema" when the source held an EMA copy and it was taken
+    scale_factor: float = 1.0
+    scale_factor_from: str = ""
+    schedule_from: str = ""
+    tensors: int = 0
+
+
+def resolve_preset(name: str) -> Target:
+    """An LDM preset (with its first stage) or a first-stage preset; error listing both kinds if unknown."""
+    if name in ldm_presets():
+        cfg = ldm_preset(name)
+        return Target(autoencoder_preset(cfg.first_stage), cfg.first_stage, cfg, name)
+    if name in autoencoder_presets():
+        return Target(autoencoder_preset(name), name)
+    raise InvalidInput(f"--preset {name!r} is not a preset; LDM presets: {', '.join(ldm_presets())};"
+                       f" first-stage presets: {', '.join(autoencoder_presets())}")
+
+
+def _keys(factory: Callable[[], nn.Module]) -> list[str]:
+    with torch.device("meta"):  # no memory for the weights: only the names are wanted
+        return list(factory().state_dict())
+
+
+def autoencoder_keys(cfg: AutoencoderConfig) -> list[str]:
+    """The state-dict keys of our first stage, without the EMA codebook's statistics."""
+    return [k for k in _keys(lambda: Autoencoder(cfg)) if k not in CODEBOOK_STATS]
+
+
+def ldm_keys(cfg: LDMConfig, prefix: str) -> list[str]:
+    """The state-dict keys of our LDM under `prefix` (`unet.` or `cond_model.`)."""
+    return [k for k in _keys(lambda: LatentDiffusionModel(cfg)) if k.startswith(prefix)]
+
+
+def with_codebook_stats(cfg: AutoencoderConfig, state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Add the EMA codebook's statistics to an imported state (only configs with codebook_ema have them)."""
+    if cfg.kind == "vq" and cfg.codebook_ema > 0:
+        codes = state["quantizer.embedding.weight"]
+        state = {**state, "quantizer.ema_count": torch.ones(codes.shape[0]), "quantizer.ema_sum": codes.clone()}
+    return state
+
+
+def with_schedule(cfg: LDMConfig, scale_factor: float, **diffusion: Any) -> LDMConfig:
+    """The LDM config with the source's scale factor and schedule settings."""
+    return dataclasses.replace(cfg, scale_factor=scale_factor, diffusion=dataclasses.replace(cfg.diffusion, **diffusion))
+
+
+def write_model_dir(out: Path, target: Target, ae_state: dict[str, Tensor], report: ImportReport,
+                    ldm_state: dict[str, Tensor] | None = None, tokenizer: Any = None) -> list[Path]:
+    """Write autoencoder/ (and ldm/ or ldm_sr/) into `out`, each folder atomically; the folders written."""
+    lineage = {"import": report.to_dict()}
+    autoencoder = Autoencoder(target.autoencoder)
+    autoencoder.load_state_dict(with_codebook_stats(target.autoencoder, ae_state), strict=True)
+    written = [out / AUTOENCODER]
+    save_autoencoder(written[0], autoencoder, AutoencoderCard(model=target.autoencoder,
+                                                              preset=target.autoencoder_preset, lineage=lineage))
+    if target.ldm is not None and ldm_state is not None:
+        model = LatentDiffusionModel(target.ldm)
+        model.load_state_dict(ldm_state, strict=True)
+        sr_scale = target.autoencoder.downsample_factor if target.ldm_folder == LDM_SR else 0
+        card = LDMCard(model=target.ldm, preset=target.ldm_preset, weights=report.weights,  # type: ignore[arg-type]
+                       autoencoder_sha256=autoencoder_sha256(written[0]),
+                       autoencoder_preset=target.autoencoder_preset, sr_scale=sr_scale, lineage=lineage)
+        written.append(out / target.ldm_folder)
+        save_ldm(written[1], model, card, tokenizer)
+    return written
+
+
+@dataclass
+class ModelDir:
+    """A MODEL_DIR as read for export: the first stage and, unless only it is asked for, one LDM."""
+
+    autoencoder: Autoencoder
+    autoencoder_card: AutoencoderCard
+    ldm: LoadedLDM | None
+
+    def state(self, prefix: str) -> dict[str, Tensor]:
+        """The LDM's tensors under `prefix` (`unet.`, `cond_model.`)."""
+        assert self.ldm is not None
+        return {k: v for k, v in self.ldm.model.state_dict().items() if k.startswith(prefix)}
+
+    def autoencoder_state(self) -> dict[str, Tensor]:
+        """The first stage's tensors, without the EMA codebook's statistics."""
+        return {k: v for k, v in self.autoencoder.state_dict().items() if k not in CODEBOOK_STATS}
+
+
+def read_model_dir(folder: Path, component: str | None) -> ModelDir:
+    """The first stage and the LDM named by `component` (ldm, ldm_sr; autoencoder: the first stage alone;
+    None: ldm/ if present, else ldm_sr/, else the first stage alone)."""
+    if not folder.is_dir():
+        raise InputNotFound(f"{folder}: no such model folder (it holds autoencoder/ and ldm/ or ldm_sr/)")
+    if component is None:
+        component = next((c for c in (LDM, LDM_SR) if (folder / c).is_dir()), AUTOENCODER)
+    autoencoder, card = load_autoencoder(folder / AUTOENCODER)
+    loaded = None if component == AUTOENCODER else load_ldm(folder / component)
+    return ModelDir(autoencoder, card, loaded)
+
