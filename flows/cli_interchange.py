@@ -1,6 +1,6 @@
 """`ldm import` and `ldm export`: models in and out of the reference's checkpoint format and diffusers' folders.
 
-    ldm import model.ckpt --from reference --preset cin-ldm8 [--config config.yaml] -o models/
+    ldm import model.ckpt --from reference --preset cin-ldm8 [--config config.yaml] [--first-stage vq-f8] -o models/
     ldm import ./ldm-celebahq-256 --from diffusers --preset celebahq-ldm4 -o models/
     ldm export models/ --to diffusers -o exported/
     ldm export models/ --to reference -o exported/
@@ -44,7 +44,7 @@ def _import(args: argparse.Namespace) -> int:
     from ldm.errors import InvalidInput
     from ldm.interchange.bundle import resolve_preset
 
-    target = resolve_preset(args.preset)
+    target = resolve_preset(args.preset, args.first_stage)
     if args.source_format == "diffusers":
         from ldm.interchange.diffusers_io import import_diffusers
 
@@ -99,7 +99,10 @@ def add_interchange_commands(commands: argparse._SubParsersAction) -> None:
     imp.add_argument("--from", dest="source_format", choices=FORMATS, required=True, help="the format of SRC")
     imp.add_argument("--preset", required=True,
                      help="the architecture of SRC: an LDM preset (e.g. cin-ldm8) or a first-stage preset (e.g. kl-f8)")
-    imp.add_argument("-o", "--output", type=Path, required=True, metavar="MODEL_DIR", help="folder to write")
+    imp.add_argument("--first-stage", default=None, metavar="PRESET",
+                     help="LDM presets: the first-stage preset the LDM was trained on, when not the preset's own"
+                          " (as train_ldm.first_stage; an import that does not fit says which fits)")
+    imp.add_argument("-o", "--output", type=Path, required=True, metavar="MODEL_DIR", help="new folder to write")
     imp.add_argument("--config", type=Path, default=None,
                      help="reference only: the config.yaml beside the checkpoint (schedule, scale factor)")
     imp.add_argument("--scale-factor", type=_scale, default=None,

@@ -344,3 +344,18 @@ def test_init_autoencoder_takes_the_weights_of_a_model_dir_of_the_same_architect
     assert model.training and len(digest) == 64
     with pytest.raises(InvalidInput, match=r"train_autoencoder.init_from .* differs from autoencoder.preset in ch \(32\)"):
         init_autoencoder(models, ae_preset("kl-f8"), "train_autoencoder.init_from")
+
+
+def test_an_ldm_on_another_first_stage_than_its_presets_names_the_one_that_fits(tmp_path):
+    """As `train_ldm.first_stage` pairs a preset with another autoencoder, `--first-stage` imports it."""
+    from ldm.interchange.bundle import resolve_preset
+
+    target = resolve_preset("tiny-cond", "vq-f4-tiny")
+    assert target.ldm.first_stage == "vq-f4-tiny" and target.ldm.latent_size == (16, 16)
+    models = _model_dir(tmp_path, target)
+    ckpt = export_reference(models, tmp_path / "reference", yaml.safe_dump)
+    with pytest.raises(InvalidInput, match="is not kl-f4-tiny, the first stage of --preset tiny-cond, but fits vq-f4-tiny;"
+                                           " pass --first-stage vq-f4-tiny"):
+        import_reference(ckpt, resolve_preset("tiny-cond"), tmp_path / "wrong")
+    import_reference(ckpt, target, tmp_path / "back")
+    _same(_tensors(models), _tensors(tmp_path / "back"))

@@ -16,11 +16,15 @@ from ldm.autoencoder.config import AutoencoderConfig
 from ldm.autoencoder.model import Autoencoder
 from ldm.autoencoder.presets import preset_config as autoencoder_preset, preset_names as autoencoder_presets
 from ldm.config import Config
+from ldm.data.shards import AtomicFolder
 from ldm.errors import InputNotFound, InvalidInput
 from ldm.latent_diffusion.checkpoint import LDMCard, LoadedLDM, load_ldm, save_ldm
 from ldm.latent_diffusion.config import LDMConfig
 from ldm.latent_diffusion.model import LatentDiffusionModel
+from ldm.interchange.layout import autoencoder_blocks
+from ldm.interchange.mapping import Format, export_state, plan
 from ldm.latent_diffusion.presets import preset_config as ldm_preset, preset_names as ldm_presets
+from ldm.latent_diffusion.settings import paired_config
 from ldm.model_dir import AUTOENCODER, LDM, LDM_SR
 
 # The EMA codebook's running statistics: training state, not in the reference's or diffusers' layout; an import
@@ -59,15 +63,41 @@ class ImportReport(Config):
     tensors: int = 0
 
 
-def resolve_preset(name: str) -> Target:
-    """An LDM preset (with its first stage) or a first-stage preset; error listing both kinds if unknown."""
+def resolve_preset(name: str, first_stage: str | None = None) -> Target:
+    """An LDM preset with its first stage (or `first_stage`, the LDM fitted to it at the preset's image size, as
+    `train_ldm.first_stage` does), or a first-stage preset; errors list the presets."""
     if name in ldm_presets():
         cfg = ldm_preset(name)
-        return Target(autoencoder_preset(cfg.first_stage), cfg.first_stage, cfg, name)
+        if first_stage is None or first_stage == cfg.first_stage:
+            return Target(autoencoder_preset(cfg.first_stage), cfg.first_stage, cfg, name)
+        if first_stage not in autoencoder_presets():
+            raise InvalidInput(f"--first-stage {first_stage!r} is not a first-stage preset; one of:"
+                               f" {', '.join(autoencoder_presets())}")
+        ae, side = autoencoder_preset(first_stage), cfg.latent_size[0] * autoencoder_preset(cfg.first_stage).downsample_factor
+        try:
+            return Target(ae, first_stage, paired_config(cfg, first_stage, ae, side), name)
+        except ValueError as exc:
+            raise InvalidInput(f"--first-stage {first_stage}: {exc}") from None
     if name in autoencoder_presets():
+        if first_stage is not None:
+            raise InvalidInput(f"--first-stage is for LDM presets; {name} is a first stage itself")
         return Target(autoencoder_preset(name), name)
     raise InvalidInput(f"--preset {name!r} is not a preset; LDM presets: {', '.join(ldm_presets())};"
                        f" first-stage presets: {', '.join(autoencoder_presets())}")
+
+
+def matching_first_stages(theirs: Mapping[str, Tensor], fmt: Format, prefix: str) -> list[str]:
+    """The first-stage presets whose every tensor, named in `fmt` under `prefix`, has the shape `theirs` holds."""
+    found = {k: tuple(v.shape) for k, v in theirs.items() if k.startswith(prefix)}
+    names = []
+    for name in autoencoder_presets():
+        cfg = autoencoder_preset(name)
+        with torch.device("meta"):
+            state = {k: v for k, v in Autoencoder(cfg).state_dict().items() if k not in CODEBOOK_STATS}
+        mapped = export_state(state, plan(autoencoder_blocks(cfg), fmt, state, prefix=prefix))
+        if {k: tuple(v.shape) for k, v in mapped.items()} == found:
+            names.append(name)
+    return names
 
 
 def _keys(factory: Callable[[], nn.Module]) -> list[str]:
@@ -99,24 +129,27 @@ def with_schedule(cfg: LDMConfig, scale_factor: float, **diffusion: Any) -> LDMC
 
 
 def write_model_dir(out: Path, target: Target, ae_state: dict[str, Tensor], report: ImportReport,
-                    ldm_state: dict[str, Tensor] | None = None, tokenizer: Any = None) -> list[Path]:
-    """Write autoencoder/ (and ldm/ or ldm_sr/) into `out`, each folder atomically; the folders written."""
+                    ldm_state: dict[str, Tensor] | None = None, tokenizer: Any = None) -> None:
+    """Write `out` with autoencoder/ (and ldm/ or ldm_sr/); `out` must not hold anything yet and appears only
+    when complete."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InvalidInput(f"-o {out}: exists and is not empty; import into a new folder (a model folder is"
+                           " written whole: its first stage and LDM belong together)")
     lineage = {"import": report.to_dict()}
     autoencoder = Autoencoder(target.autoencoder)
     autoencoder.load_state_dict(with_codebook_stats(target.autoencoder, ae_state), strict=True)
-    written = [out / AUTOENCODER]
-    save_autoencoder(written[0], autoencoder, AutoencoderCard(model=target.autoencoder,
-                                                              preset=target.autoencoder_preset, lineage=lineage))
-    if target.ldm is not None and ldm_state is not None:
+    with AtomicFolder(out) as staging:
+        save_autoencoder(staging / AUTOENCODER, autoencoder,
+                         AutoencoderCard(model=target.autoencoder, preset=target.autoencoder_preset, lineage=lineage))
+        if target.ldm is None or ldm_state is None:
+            return
         model = LatentDiffusionModel(target.ldm)
         model.load_state_dict(ldm_state, strict=True)
         sr_scale = target.autoencoder.downsample_factor if target.ldm_folder == LDM_SR else 0
         card = LDMCard(model=target.ldm, preset=target.ldm_preset, weights=report.weights,  # type: ignore[arg-type]
-                       autoencoder_sha256=autoencoder_sha256(written[0]),
+                       autoencoder_sha256=autoencoder_sha256(staging / AUTOENCODER),
                        autoencoder_preset=target.autoencoder_preset, sr_scale=sr_scale, lineage=lineage)
-        written.append(out / target.ldm_folder)
-        save_ldm(written[1], model, card, tokenizer)
-    return written
+        save_ldm(staging / target.ldm_folder, model, card, tokenizer)
 
 
 @dataclass

@@ -30,6 +30,7 @@ from ldm.interchange.diffusers_configs import (PREDICTIONS, SCHEDULES, check_con
                                                unet_config, vae_config)
 from ldm.interchange.layout import autoencoder_blocks, conditioner_blocks, unet_blocks
 from ldm.interchange.mapping import Format, export_state, import_state, plan
+from ldm.interchange.reference_config import REFERENCE_RESOLUTION
 from ldm.reports import write_json
 
 COMPONENT_WEIGHTS, TRANSFORMERS_WEIGHTS, CONFIG = "diffusion_pytorch_model.safetensors", "model.safetensors", "config.json"
@@ -52,7 +53,8 @@ def export_diffusers(model_dir: Path, out: Path, component: str | None = None) -
     f = ae_cfg.downsample_factor
     if model.ldm is None:
         with AtomicFolder(out) as staging:
-            _write_component(staging, vae_config(ae_cfg, 1.0, model.autoencoder_card.resolution or 256), vae_tensors)
+            size = model.autoencoder_card.resolution or REFERENCE_RESOLUTION  # 0: an imported first stage
+            _write_component(staging, vae_config(ae_cfg, 1.0, size), vae_tensors)
         return out
     cfg = model.ldm.model.config
     vae = vae_config(ae_cfg, cfg.scale_factor, cfg.latent_size[0] * f)
@@ -71,12 +73,12 @@ def export_diffusers(model_dir: Path, out: Path, component: str | None = None) -
         if kind == "text":
             from ldm.conditioning.tokenizer import save_tokenizer
 
-            tensors = export_state(cond, plan(conditioner_blocks(cfg.conditioning), D.LDMBERT, cond, prefix=""))
+            tensors = export_state(cond, plan(conditioner_blocks(cfg.conditioning), D.LDMBERT, cond))
             _write_component(staging / "bert", ldmbert_config(cfg.conditioning), tensors, TRANSFORMERS_WEIGHTS)
             save_tokenizer(model.ldm.tokenizer, staging / "tokenizer")
             index.update(bert=["latent_diffusion", "LDMBertModel"], tokenizer=["transformers", "BertTokenizerFast"])
         if kind == "class":
-            tensors = export_state(cond, plan(conditioner_blocks(cfg.conditioning), D.CLASS_EMBEDDER, cond, prefix=""))
+            tensors = export_state(cond, plan(conditioner_blocks(cfg.conditioning), D.CLASS_EMBEDDER, cond))
             _write_component(staging / "class_embedder", {"n_classes": cfg.conditioning.n_classes,
                                                           "embed_dim": cfg.conditioning.embed_dim,
                                                           "null_class": cfg.conditioning.n_classes}, tensors)

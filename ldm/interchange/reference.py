@@ -25,8 +25,8 @@ from ldm.data.shards import AtomicFolder
 from ldm.diffusion.config import DiffusionConfig
 from ldm.errors import InvalidInput
 from ldm.interchange import reference_keys as R
-from ldm.interchange.bundle import (ImportReport, ModelDir, Target, autoencoder_keys, ldm_keys, read_model_dir,
-                                    with_schedule, write_model_dir)
+from ldm.interchange.bundle import (ImportReport, ModelDir, Target, autoencoder_keys, ldm_keys, matching_first_stages,
+                                    read_model_dir, with_schedule, write_model_dir)
 from ldm.interchange.ckpt_reader import read_state_dict
 from ldm.interchange.layout import autoencoder_blocks, conditioner_blocks, unet_blocks
 from ldm.interchange.mapping import export_state, import_state, plan
@@ -61,12 +61,12 @@ def _follows(betas: Tensor, cfg: DiffusionConfig) -> bool:
     return betas.shape == ours.shape and torch.allclose(betas.double(), ours, rtol=1e-5, atol=1e-9)
 
 
-def _schedule(state: dict[str, Tensor], cfg: DiffusionConfig, yaml_params: dict[str, Any] | None,
+def _schedule(state: dict[str, Tensor], cfg: DiffusionConfig, config: dict[str, Any] | None,
               src: Path) -> tuple[dict[str, Any], str]:
     """DiffusionConfig overrides and where they came from; a `betas` buffer that disagrees is an error."""
     overrides, origin = {}, "preset"
-    if yaml_params is not None:
-        overrides, origin = schedule_overrides(yaml_params), "--config"
+    if config is not None:
+        overrides, origin = schedule_overrides(config), "--config"
     elif "betas" in state:
         betas, origin = state["betas"], "betas in the checkpoint"
         if not _follows(betas, cfg):  # the shortest decimals of the float32 ends, as a config file writes them
@@ -78,14 +78,14 @@ def _schedule(state: dict[str, Tensor], cfg: DiffusionConfig, yaml_params: dict[
     return overrides, origin
 
 
-def _scale_factor(state: dict[str, Tensor], yaml_params: dict[str, Any] | None,
+def _scale_factor(state: dict[str, Tensor], config: dict[str, Any] | None,
                   given: float | None) -> tuple[float, str]:
     if given is not None:
         return given, "--scale-factor"
     if "scale_factor" in state:
         return _decimal(state["scale_factor"]), "scale_factor in the checkpoint"
-    if yaml_params is not None and "scale_factor" in yaml_params:
-        return float(yaml_params["scale_factor"]), "--config"
+    if config is not None and "scale_factor" in config:
+        return float(config["scale_factor"]), "--config"
     return 1.0, "the reference's default (1.0)"
 
 
@@ -117,20 +117,27 @@ def import_reference(src: Path, target: Target, out: Path, *, config: dict[str, 
         return report
     _check_top_level(state, src)
     entries = plan(autoencoder_blocks(cfg), R.AUTOENCODER, autoencoder_keys(cfg), prefix=R.FIRST_STAGE)
-    ae_state = import_state(state, entries, R.AUTOENCODER, str(src), prefix=R.FIRST_STAGE)
+    try:
+        ae_state = import_state(state, entries, R.AUTOENCODER, str(src), prefix=R.FIRST_STAGE)
+    except InvalidInput as exc:
+        fits = matching_first_stages(state, R.AUTOENCODER, R.FIRST_STAGE)
+        if not fits:
+            raise
+        raise InvalidInput(f"{src}: its first stage ({R.FIRST_STAGE}*) is not {target.autoencoder_preset}, the"
+                           f" first stage of --preset {preset}, but fits {' or '.join(fits)}; pass --first-stage"
+                           f" {fits[0]}") from exc
     ldm_state = _import_ldm(state, target.ldm, src)
-    yaml_params = config
-    overrides, schedule_from = _schedule(state, target.ldm.diffusion, yaml_params, src)
-    factor, factor_from = _scale_factor(state, yaml_params, scale_factor)
+    overrides, schedule_from = _schedule(state, target.ldm.diffusion, config, src)
+    factor, factor_from = _scale_factor(state, config, scale_factor)
     ema = _ema_source(state, src) is not None
     report = ImportReport("reference", str(src), preset, "ema" if ema else "raw", factor, factor_from, schedule_from,
                           len(ae_state) + len(ldm_state))
-    target = Target(cfg, target.autoencoder_preset, with_schedule(target.ldm, factor, **overrides), preset)
     tokenizer = None
-    if target.ldm is not None and target.ldm.conditioning.kind == "text":
+    if target.ldm.conditioning.kind == "text":
         from ldm.conditioning.tokenizer import load_bert_tokenizer
 
         tokenizer = load_bert_tokenizer()  # the reference's BERTEmbedder tokenizes with bert-base-uncased
+    target = Target(cfg, target.autoencoder_preset, with_schedule(target.ldm, factor, **overrides), preset)
     write_model_dir(out, target, ae_state, report, ldm_state, tokenizer)
     return report
 
