@@ -70,6 +70,9 @@ def run(preset: str, root: Path) -> dict:
 
         tokenizer = load_bert_tokenizer()
     model, autoencoder = LatentDiffusionModel(target.ldm), Autoencoder(target.autoencoder)
+    with torch.no_grad():  # the UNet's zero-initialised output layers would make both outputs 0
+        for p in model.parameters():
+            p.normal_(0.0, 0.02)
     models = root / preset / "models"
     write_model_dir(models, target, autoencoder.state_dict(), ImportReport("bench", "random", preset),
                     model.state_dict(), tokenizer)

@@ -1,10 +1,10 @@
 """Stage `train_autoencoder`: image shards -> the first-stage autoencoder (Appendix F, Eq. 25).
 
 Trains `autoencoder.preset` with Lightning on the train shards (from random weights,
-or from `init_from`'s), resumes from the last checkpoint of an interrupted run with
-the same settings, and writes the
-weights (`model.safetensors` + `config.json`), the health report of
-`ldm.autoencoder.report` and a reconstruction grid. A NaN loss stops the run
+or from those of `init_from`), resumes from the last checkpoint of an interrupted
+run with the same settings, and writes the weights (`model.safetensors` +
+`config.json`), the health report of `ldm.autoencoder.report` and a
+reconstruction grid. A NaN loss stops the run
 with a clear error and keeps the last good checkpoint.
 """
 

@@ -122,11 +122,13 @@ def run(params: Params, paths: Paths) -> dict:
                  if config.conditioning.kind == "text" else None)
     data_hash = shards_sha256(train + val)
     pl.seed_everything(p.seed, workers=True, verbose=False)
-    model, init_hash = LatentDiffusionModel(config), ""
+    init_hash = ""
     if p.init_from:
         name = LDM_SR if section == "train_sr" else LDM  # the MODEL_DIR folder this stage writes
         model, init_hash, init_tokenizer = init_ldm(Path(p.init_from), name, config, f"{section}.init_from")
         tokenizer = init_tokenizer or tokenizer  # a text model keeps the vocabulary its weights were trained with
+    else:
+        model = LatentDiffusionModel(config)
     settings = {"section": section, "params": p.model_dump(mode="json"), "data_sha256": data_hash,
                 "scale_factor": config.scale_factor, "init_sha256": init_hash}
     ckpt = resume_path(paths.checkpoints, settings)

@@ -53,7 +53,7 @@ def _cond_stage(cfg: LDMConfig) -> tuple[Any, str, str | None]:
                  "params": {"n_embed": c.dim, "n_layer": c.depth, "vocab_size": c.vocab_size,
                             "max_seq_len": c.max_seq_len}}, "caption", "crossattn")
     if c.kind == "concat":
-        return "torch.nn.Identity", "LR_image", "concat"
+        return {"target": "torch.nn.Identity"}, "LR_image", "concat"
     return "__is_unconditional__", "image", None
 
 
