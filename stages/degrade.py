@@ -14,7 +14,6 @@ import logging
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -30,6 +29,7 @@ from ldm.data.shards import AtomicFolder, read_shards, sha256_file, write_shard
 from ldm.degradation import MIN_LR_SIDE, DegradationError, degrade
 from ldm.errors import InputNotFound
 from ldm.metrics.quality import psnr
+from ldm.parallel import task_pool
 from ldm.reports import write_json
 from ldm.seeding import key_seed
 from stages.cli import arg, stage_main
@@ -138,7 +138,7 @@ def run(params: Params, paths: Paths) -> dict:
     shards, counts = {}, Counter()
     with AtomicFolder(paths.out) as staging:
         jobs = [(str(src), str(staging / src.name), job_cfg) for src in sources]
-        with ProcessPoolExecutor(max_workers=cfg.workers) as pool:
+        with task_pool(cfg.workers, params.cluster.address, params.cluster.timeout_s) as pool:
             for src, stats in tqdm(zip(sources, pool.map(_shard_job, jobs)), total=len(jobs), desc="degrade", unit="shard"):
                 shards[src.name] = {"samples": stats["samples"], "sha256": stats["sha256"]}
                 counts[src.name.split("-")[0]] += stats["samples"]

@@ -27,7 +27,8 @@ import os
 import sys
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,7 @@ from ldm.data.order import write_order
 from ldm.data.schema import ImageSample
 from ldm.data.shards import AtomicFolder, sha256_file, write_split
 from ldm.errors import UserError
+from ldm.parallel import task_pool
 from ldm.reports import write_json
 from stages.cli import arg, stage_main
 from stages.params import Params, lineage
@@ -163,6 +165,11 @@ class _Collector:
         self.inputs: dict[str, str] = {}
         self.splits: dict[str, list[Item]] = {split: [] for split in SPLITS}
 
+    def pool(self) -> AbstractContextManager[Executor]:
+        """The local process pool, or the Dask cluster of `cluster.address`."""
+        cluster = self.params.cluster
+        return task_pool(self.params.download.workers, cluster.address, cluster.timeout_s)
+
     def skip(self, name: str, reason: str) -> None:
         if self.params.download.on_bad_input == "fail":
             raise BadInputFatal(f"{name}: {reason} (download.on_bad_input is 'fail'; set it to 'skip' to pass over bad inputs)")
@@ -172,7 +179,7 @@ class _Collector:
     def plan(self, items: list[Item]) -> None:
         """Pass 1: unusable and duplicate inputs skipped in listed order (the first copy stays); the rest split."""
         jobs = [(item.relpath, str(item.path), self.params.data.resolution) for item in items]
-        with ProcessPoolExecutor(max_workers=self.params.download.workers) as pool:
+        with self.pool() as pool:
             probes = list(tqdm(pool.map(_probe, jobs, chunksize=64), total=len(jobs), desc="check", unit="file"))
             digests = _same_size_digests(pool, items, probes)
         seen: dict[str, str] = {}
@@ -195,7 +202,7 @@ class _Collector:
         jobs = [(item.relpath, str(item.path), self.params.data.resolution) for item in items]
         labels = {name: index for index, name in enumerate(self.class_names)}
         workers = self.params.download.workers
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with self.pool() as pool:
             for item, (name, sample, reason, notes, digest) in zip(items, _ordered_map(pool, _prepare, jobs, 4 * workers)):
                 if digest:
                     self.inputs[name] = digest

@@ -33,7 +33,7 @@ def test_sections_are_frozen():
         ({"download": {"source": "web"}}, "download.source: must be one of 'embedded', 'folder' or 'manifest', got 'web'"),
         ({"download": {"embedded": {"val_fraction": 0.7}}}, "download.embedded.val_fraction: must be less than 0.5, got 0.7"),
         ({"download": {"manifest": {"timeout_s": "1e-4"}}}, "download.manifest.timeout_s: must be a valid number, got '1e-4'"),
-        ({"nonsense": {}}, "nonsense: unknown key; allowed here: autoencoder, cache_latents, data, degrade, download, evaluate"),
+        ({"nonsense": {}}, "nonsense: unknown key; allowed here: autoencoder, cache_latents, cluster, data, degrade, download"),
     ],
 )
 def test_errors_name_key_value_and_allowed(raw, expected):

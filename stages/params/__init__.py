@@ -23,7 +23,7 @@ from ldm.latent_diffusion.config import LDMConfig
 from ldm.latent_diffusion.presets import preset_config
 from ldm.latent_diffusion.settings import paired_config
 from stages.params.base import ParamsError, Section, dataclass_section, describe, to_config
-from stages.params.data import DataParams, DegradeParams, DownloadParams
+from stages.params.data import ClusterParams, DataParams, DegradeParams, DownloadParams
 from stages.params.checks import check_consistency
 from stages.params.models import (
     AutoencoderParams,
@@ -37,7 +37,7 @@ from stages.params.models import (
 from stages.params.recipes import preset_recipe, resolve
 from stages.params.storage import OrchestrateParams, StorageParams
 
-__all__ = ["AutoencoderParams", "CacheLatentsParams", "DataParams", "DegradeParams", "DownloadParams", "EvaluateParams",
+__all__ = ["AutoencoderParams", "CacheLatentsParams", "ClusterParams", "DataParams", "DegradeParams", "DownloadParams", "EvaluateParams",
            "OrchestrateParams", "Params", "ParamsError", "SamplingParams", "Section", "StorageParams",
            "TrainAutoencoderParams", "TrainLDMParams", "TrainSRParams", "dataclass_section", "load_params",
            "lineage", "params_hash", "parse_params", "read_raw", "recipe_lineage", "to_config"]
@@ -57,6 +57,7 @@ class Params(Section):
     evaluate: EvaluateParams = EvaluateParams()
     storage: StorageParams = StorageParams()
     orchestrate: OrchestrateParams = OrchestrateParams()
+    cluster: ClusterParams = ClusterParams()
 
     @model_validator(mode="before")
     @classmethod

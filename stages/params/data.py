@@ -72,3 +72,10 @@ class DegradeParams(Section):
     seed: int = Field(0, ge=0)
     workers: int = Field(2, ge=1, le=64, description="processes, one shard each; the output does not depend on it")
     grid_pairs: int = Field(16, ge=1, le=256, description="HR | LR pairs in reports/degrade.png")
+
+
+class ClusterParams(Section):
+    """Where the data stages run their tasks: the local process pool, or a Dask cluster (ldm/parallel.py)."""
+
+    address: str = Field("", description='"" = local processes; a Dask scheduler (tcp://host:8786) or its scheduler file')
+    timeout_s: float = Field(30.0, gt=0.0, le=3600.0, description="seconds to wait for the scheduler")
