@@ -212,7 +212,9 @@ def test_prefect_yaml_deploys_the_pipeline_on_a_schedule(root):
 
 def test_infra_describes_minio_prefect_and_a_gpu_work_pool(root):
     compose = yaml.safe_load((root / "infra" / "docker-compose.yml").read_text())
-    assert {"minio", "minio-init", "prefect-server", "worker"} <= set(compose["services"])
+    assert {"minio", "minio-init", "prefect-server", "worker", "dask-scheduler", "dask-worker"} <= set(compose["services"])
+    data = "data:/srv/ldm/data"  # the Dask workers write the data stages' shards where the stage runs
+    assert data in compose["services"]["worker"]["volumes"] and data in compose["services"]["dask-worker"]["volumes"]
     assert "version enable" in " ".join(map(str, compose["services"]["minio-init"]["entrypoint"]))
     template = json.loads((root / "infra" / "k8s-gpu-job-template.json").read_text())
     container = template["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]["containers"][0]
