@@ -18,6 +18,7 @@ from ldm.interchange.diffusers_io import export_diffusers, import_diffusers
 from ldm.interchange.reference import export_reference, import_reference
 from ldm.latent_diffusion.model import LatentDiffusionModel
 from ldm.latent_diffusion.presets import preset_config as ldm_preset
+from ldm.latent_diffusion.presets import preset_names as ldm_preset_names
 
 RTOL = 1e-5  # fp32: max |ours - diffusers| / max |ours|
 
@@ -289,7 +290,7 @@ def test_a_crafted_pickle_runs_nothing_and_writes_nothing(tmp_path):
     assert not marker.exists() and not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("preset", [n for n in __import__("ldm.latent_diffusion.presets", fromlist=["x"]).preset_names()])
+@pytest.mark.parametrize("preset", ldm_preset_names())
 def test_every_shipped_preset_maps_key_for_key(preset):
     """The reference's table covers every preset; diffusers' every one its classes can express (named otherwise)."""
     from ldm.interchange import diffusers_keys as D, reference_keys as R

@@ -126,10 +126,9 @@ def import_reference(src: Path, target: Target, out: Path, *, config: dict[str, 
         raise InvalidInput(f"{src}: its first stage ({R.FIRST_STAGE}*) is not {target.autoencoder_preset}, the"
                            f" first stage of --preset {preset}, but fits {' or '.join(fits)}; pass --first-stage"
                            f" {fits[0]}") from exc
-    ldm_state = _import_ldm(state, target.ldm, src)
+    ldm_state, ema = _import_ldm(state, target.ldm, src)
     overrides, schedule_from = _schedule(state, target.ldm.diffusion, config, src)
     factor, factor_from = _scale_factor(state, config, scale_factor)
-    ema = _ema_source(state, src) is not None
     report = ImportReport("reference", str(src), preset, "ema" if ema else "raw", factor, factor_from, schedule_from,
                           len(ae_state) + len(ldm_state))
     tokenizer = None
@@ -142,14 +141,15 @@ def import_reference(src: Path, target: Target, out: Path, *, config: dict[str, 
     return report
 
 
-def _import_ldm(state: dict[str, Tensor], cfg: LDMConfig, src: Path) -> dict[str, Tensor]:
+def _import_ldm(state: dict[str, Tensor], cfg: LDMConfig, src: Path) -> tuple[dict[str, Tensor], bool]:
+    """Our UNet and tau_theta tensors from an LDM checkpoint, and whether the UNet's came from its EMA copy."""
     ema = _ema_source(state, src)
     if ema is not None:
         log.info("%s: taking the UNet's EMA weights (%s*)", src, R.EMA)
     unet = plan(unet_blocks(cfg.unet), R.UNET_LAYOUT, ldm_keys(cfg, "unet."), prefix=R.UNET)
     out = import_state(ema or state, unet, R.UNET_LAYOUT, str(src), prefix=R.UNET)
     cond = plan(conditioner_blocks(cfg.conditioning), R.CONDITIONER, ldm_keys(cfg, "cond_model."), prefix=R.COND_STAGE)
-    return {**out, **import_state(state, cond, R.CONDITIONER, str(src), prefix=R.COND_STAGE)}
+    return {**out, **import_state(state, cond, R.CONDITIONER, str(src), prefix=R.COND_STAGE)}, ema is not None
 
 
 def reference_state(model: ModelDir) -> dict[str, Tensor]:
