@@ -81,12 +81,12 @@ def main() -> None:
         autoencoder, which = build_autoencoder("kl-f4-tiny").eval(), "untrained kl-f4-tiny"
 
     def cached():
-        pipeline = latent_dataset(shard_urls(args.latents, "train"), scale_factor=scale, split_by_node=False).repeat()
+        pipeline = latent_dataset(shard_urls(args.latents, "train"), scale_factor=scale).repeat()
         for batch in pipeline.compose(wds.batched(args.batch_size, collation_fn=collate, partial=False)):
             yield batch["z"], batch["label"]
 
     def on_the_fly():
-        pipeline = image_dataset(shard_urls(args.images, "train"), split_by_node=False).repeat()
+        pipeline = image_dataset(shard_urls(args.images, "train")).repeat()
         for x, labels in pipeline.compose(wds.batched(args.batch_size, partial=False)):
             keys = [str(i) for i in range(len(x))]
             yield encode_latents(autoencoder, x, keys, posterior="mode") * scale, torch.as_tensor(labels)

@@ -4,6 +4,11 @@ A run trains for a number of *batches*. Checkpoints go to a folder kept across
 runs; a run with the same settings resumes from `last.ckpt`, a run with other
 settings starts afresh (the old checkpoints are removed, and the log says so).
 Loss curves are written as tidy CSV files (step plus one column per loss).
+
+On many devices (`ldm.placement.Placement`) every rank runs the same script,
+launched by Lightning itself, torchrun or SLURM; only global rank 0 clears or
+writes the checkpoint folder and the stage's outputs. A checkpoint holds the full (unsharded) state, so a run resumes
+on another world size; what must match is the global batch, not its split.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger
+
+from ldm.placement import Placement, is_launch_rank_zero
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +59,7 @@ def fingerprint(settings: dict[str, Any]) -> str:
 
 
 def resume_path(folder: Path, settings: dict[str, Any]) -> Path | None:
-    """`last.ckpt` when `folder` holds a run with these settings; otherwise clear it and return None."""
+    """`last.ckpt` when `folder` holds a run with these settings; otherwise clear it (on rank 0) and return None."""
     key = fingerprint(settings)
     run_file = folder / RUN_FILE
     last = folder / "last.ckpt"
@@ -61,6 +68,8 @@ def resume_path(folder: Path, settings: dict[str, Any]) -> Path | None:
             log.info("resuming from %s", last)
             return last
         log.info("%s holds checkpoints of other settings; starting afresh", folder)
+    if not is_launch_rank_zero():
+        return None  # rank 0 clears the folder; the others only read it
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
@@ -112,15 +121,17 @@ def make_trainer(
     checkpoint_every: int,
     logs: Path,
     precision: str,
+    placement: Placement = Placement(),
     grad_clip: float = 0.0,
     accumulate: int = 1,
     callbacks: list[Callback] | None = None,
 ) -> pl.Trainer:
     """A Trainer over an endless batch stream that stops after `steps` batches (`done()` counts them);
-    with `accumulate` > 1, `done()` counts optimizer steps of `accumulate` batches each."""
+    with `accumulate` > 1, `done()` counts optimizer steps of `accumulate` batches each. The data
+    loaders split shards by rank themselves (`ldm.data.loader.rank_shards`)."""
     return pl.Trainer(
-        accelerator="auto",
-        devices="auto",
+        **placement.to_dict(),
+        use_distributed_sampler=False,
         precision=resolve_precision(precision),  # type: ignore[arg-type]
         max_epochs=-1,
         max_steps=-1,

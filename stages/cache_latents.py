@@ -37,6 +37,7 @@ from ldm.data.shards import read_shards, sha256_file, write_shard
 from ldm.errors import InputNotFound, InvalidInput
 from ldm.latents.encode import encode_latents
 from ldm.latents.stats import PAIRS, measure_latent_stats, write_stats
+from ldm.placement import is_launch_rank_zero
 from ldm.reports import write_json
 from stages.cli import arg, stage_main
 from stages.params import Params, lineage
@@ -145,10 +146,10 @@ def run(params: Params, paths: Paths) -> dict | None:
     ae_hash = autoencoder_sha256(paths.model)
     jobs = _jobs(paths, params)
     staging = paths.out.with_name(f".{paths.out.name}.partial")
-    if int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0:
+    if is_launch_rank_zero():
         shutil.rmtree(staging, ignore_errors=True)  # other ranks start writing only after every rank has joined
     staging.mkdir(parents=True, exist_ok=True)
-    trainer = pl.Trainer(accelerator=p.accelerator, devices=p.devices, strategy=p.strategy, precision="32-true",
+    trainer = pl.Trainer(**p.placement().to_dict(), precision="32-true",
                          logger=False, enable_model_summary=False, use_distributed_sampler=False,
                          callbacks=[ShardWriter(staging, p.dtype, ae_hash)])
     module = CacheModule(model, jobs, posterior=p.posterior, seed=p.seed, batch_size=p.batch_size,

@@ -137,7 +137,8 @@ def run(params: Params, paths: Paths) -> dict:
     merged: dict = {"ops": Counter(), "blur_ksize": Counter(), "jpeg_quality": Counter(), "noise": [], "psnr": []}
     shards, counts = {}, Counter()
     with AtomicFolder(paths.out) as staging:
-        jobs = [(str(src), str(staging / src.name), job_cfg) for src in sources]
+        # Absolute paths: a Dask worker's working directory is not this stage's.
+        jobs = [(str(src.absolute()), str((staging / src.name).absolute()), job_cfg) for src in sources]
         with task_pool(cfg.workers, params.cluster.address, params.cluster.timeout_s) as pool:
             for src, stats in tqdm(zip(sources, pool.map(_shard_job, jobs)), total=len(jobs), desc="degrade", unit="shard"):
                 shards[src.name] = {"samples": stats["samples"], "sha256": stats["sha256"]}

@@ -151,7 +151,7 @@ def _same_size_digests(pool: Executor, items: list[Item], probes: list[tuple[int
     """sha256 by name of the usable inputs whose byte size another one shares: the only possible duplicates."""
     sizes = Counter(size for size, reason, _ in probes if reason is None)
     shared = [item for item, (size, reason, _) in zip(items, probes) if reason is None and sizes[size] > 1]
-    return dict(zip((item.relpath for item in shared), pool.map(sha256_file, [item.path for item in shared], chunksize=16)))
+    return dict(zip((item.relpath for item in shared), pool.map(sha256_file, [str(Path(item.path).absolute()) for item in shared], chunksize=16)))
 
 
 class _Collector:
@@ -178,7 +178,7 @@ class _Collector:
 
     def plan(self, items: list[Item]) -> None:
         """Pass 1: unusable and duplicate inputs skipped in listed order (the first copy stays); the rest split."""
-        jobs = [(item.relpath, str(item.path), self.params.data.resolution) for item in items]
+        jobs = [(item.relpath, str(Path(item.path).absolute()), self.params.data.resolution) for item in items]  # any worker's cwd
         with self.pool() as pool:
             probes = list(tqdm(pool.map(_probe, jobs, chunksize=64), total=len(jobs), desc="check", unit="file"))
             digests = _same_size_digests(pool, items, probes)
@@ -199,7 +199,7 @@ class _Collector:
         """Pass 2: the split's inputs decoded in write order (`write_order` of their names) into shard samples."""
         listed = self.splits[split]
         items = [listed[i] for i in write_order([item.relpath for item in listed], self.params.download.seed)]
-        jobs = [(item.relpath, str(item.path), self.params.data.resolution) for item in items]
+        jobs = [(item.relpath, str(Path(item.path).absolute()), self.params.data.resolution) for item in items]  # any worker's cwd
         labels = {name: index for index, name in enumerate(self.class_names)}
         workers = self.params.download.workers
         with self.pool() as pool:

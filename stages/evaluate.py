@@ -55,7 +55,7 @@ class Paths:
 
 def _images(urls: list[str], p: EvaluateParams) -> torch.Tensor:
     """uint8 [N x 3 x H x W] of the shards, in order (decoded by the stage's loader workers)."""
-    loader = image_loader(urls, batch_size=p.batch_size, settings=p.loader_settings(), split_by_node=False)
+    loader = image_loader(urls, batch_size=p.batch_size, settings=p.loader_settings())
     return torch.cat([rearrange(torch.from_numpy(to_uint8(x)), "n h w c -> n c h w") for x, _ in loader])
 
 

@@ -26,7 +26,7 @@ from ldm.autoencoder.losses import MissingWeightsError, build_lpips
 from ldm.autoencoder.presets import preset_config
 from ldm.autoencoder.report import evaluate_autoencoder, reconstruction_grid
 from ldm.data.grids import save_grid
-from ldm.data.loader import image_loader, shard_urls
+from ldm.data.loader import ShardData, image_loader, shard_urls
 from ldm.data.shards import shards_sha256
 from ldm.errors import UserError
 from ldm.reports import write_json
@@ -53,21 +53,21 @@ class StageError(UserError, RuntimeError):
     """A user-facing failure: the message says what went wrong and what to do."""
 
 
-def _loaders(params: Params, images: Path) -> tuple[DataLoader, DataLoader, list[str], list[str]]:
+def _data(params: Params, train_urls: list[str], val_urls: list[str]) -> ShardData:
     p = params.train_autoencoder
     settings = p.loader_settings()
-    train_urls, val_urls = shard_urls(images, "train"), shard_urls(images, "val")
-    return (
-        image_loader(train_urls, batch_size=p.batch_size, settings=settings, shuffle=p.shuffle_buffer, seed=p.seed,
-                     endless=True),  # stopped by the step count
-        image_loader(val_urls, batch_size=p.batch_size, settings=settings, split_by_node=False),
-        train_urls,
-        val_urls,
-    )
+
+    def make_loader(urls: list[str], training: bool) -> DataLoader:
+        if training:  # endless: stopped by the step count
+            return image_loader(urls, batch_size=p.batch_size, settings=settings, shuffle=p.shuffle_buffer, seed=p.seed,
+                                endless=True)
+        return image_loader(urls, batch_size=p.batch_size, settings=settings)
+
+    return ShardData(train_urls, val_urls, make_loader)
 
 
-def run(params: Params, paths: Paths) -> dict:
-    """Train, export and report; return the metrics written to `paths.metrics`."""
+def run(params: Params, paths: Paths) -> dict | None:
+    """Train, export and report; return the metrics written to `paths.metrics` (None on ranks other than 0)."""
     p = params.train_autoencoder
     torch.set_num_threads(p.threads)
     loss = p.train_config()
@@ -75,7 +75,8 @@ def run(params: Params, paths: Paths) -> dict:
         perceptual = build_lpips(loss.perceptual_weight, p.vgg_weights or None)
     except MissingWeightsError as exc:
         raise StageError(f"train_autoencoder.recipe.perceptual_weight is {loss.perceptual_weight}: {exc}") from None
-    train_loader, val_loader, train_urls, val_urls = _loaders(params, paths.images)
+    train_urls, val_urls = shard_urls(paths.images, "train"), shard_urls(paths.images, "val")
+    data = _data(params, train_urls, val_urls)
     data_hash = shards_sha256(train_urls + val_urls)
 
     pl.seed_everything(p.seed, workers=True, verbose=False)
@@ -93,13 +94,16 @@ def run(params: Params, paths: Paths) -> dict:
     )
     start = time.perf_counter()
     try:
-        trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt) if ckpt else None)
+        trainer.fit(module, datamodule=data, ckpt_path=str(ckpt) if ckpt else None)
     except NonFiniteLossError as exc:
         last = paths.checkpoints / "last.ckpt"
         kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
         raise StageError(f"{exc}; {kept}") from None
     seconds = time.perf_counter() - start
+    if trainer.global_rank != 0:
+        return None  # rank 0 evaluates and writes the outputs
     write_curves(logs / "metrics.csv", paths.curves, {"loss": "train/total", "rec": "train/rec"})
+    val_loader = data.val_dataloader()
 
     model = module.export_model().eval()
     report = evaluate_autoencoder(model, val_loader, loss, vgg_weights=p.vgg_weights,

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from ldm.autoencoder.checkpoint import autoencoder_sha256, read_card
 from ldm.conditioning.tokenizer import build_tokenizer
 from ldm.data.latents import latent_loader
-from ldm.data.loader import shard_urls
+from ldm.data.loader import ShardData, rank_shards, shard_urls
 from ldm.data.schema import LatentSample
 from ldm.data.shards import read_shards, shards_sha256
 from ldm.errors import InvalidInput
@@ -41,6 +41,7 @@ from ldm.reports import write_json
 from ldm.trainer import make_trainer, resume_path, write_curves
 from stages.cli import arg, stage_main
 from stages.params import Params, TrainLDMParams, lineage, recipe_lineage
+from stages.params.models import PlacementParams
 
 log = logging.getLogger("stages.train_ldm")
 
@@ -89,11 +90,28 @@ def _check_labels(config: LDMConfig, shards: list[str], section: str) -> list[st
     return captions
 
 
-def _loaders(p: TrainLDMParams, train: list[str], val: list[str], scale: float) -> tuple[DataLoader, DataLoader]:
+def _data(p: TrainLDMParams, train: list[str], val: list[str], scale: float) -> ShardData:
     settings = p.loader_settings()
-    return (latent_loader(train, scale_factor=scale, batch_size=p.batch_size, settings=settings, shuffle=p.shuffle_buffer,
-                          seed=p.seed, endless=True),
-            latent_loader(val, scale_factor=scale, batch_size=p.batch_size, settings=settings, split_by_node=False))
+
+    def make_loader(urls: list[str], training: bool) -> DataLoader:
+        if training:
+            return latent_loader(urls, scale_factor=scale, batch_size=p.batch_size, settings=settings,
+                                 shuffle=p.shuffle_buffer, seed=p.seed, endless=True)
+        return latent_loader(urls, scale_factor=scale, batch_size=p.batch_size, settings=settings)
+
+    return ShardData(train, val, make_loader)
+
+
+def _distributed(p: TrainLDMParams, trainer: pl.Trainer, lr: float, accumulate: int) -> dict:
+    """Where the run went and the batch and learning rate that follow (logged, and kept in the metrics)."""
+    world = trainer.world_size
+    out = {"world_size": world, "num_nodes": trainer.num_nodes, "devices_per_node": world // trainer.num_nodes,
+           "strategy": type(trainer.strategy).__name__, "batch_per_device": p.batch_size, "accumulate": accumulate,
+           "global_batch": p.batch_size * world * accumulate, "effective_lr": lr,
+           "lr_rule": "lr x batch x devices x accumulate" if p.recipe.scale_lr else "lr (scale_lr: false)"}
+    log.info("%d rank(s) (%d node(s) x %d) x batch %d x accumulate %d = global batch %d; lr %.3g (%s)", world,
+             trainer.num_nodes, out["devices_per_node"], p.batch_size, accumulate, out["global_batch"], lr, out["lr_rule"])
+    return out
 
 
 def _loss_drop(curve: Path) -> dict:
@@ -106,8 +124,8 @@ def _loss_drop(curve: Path) -> dict:
     return {"first_10pct": first, "last_10pct": last, "ratio": last / first}
 
 
-def run(params: Params, paths: Paths) -> dict:
-    """Train, export and report; the metrics written to `paths.metrics` come back."""
+def run(params: Params, paths: Paths) -> dict | None:
+    """Train, export and report; the metrics written to `paths.metrics` come back (None on ranks other than 0)."""
     section = paths.section
     p: TrainLDMParams = getattr(params, section)
     torch.set_num_threads(p.threads)
@@ -129,25 +147,32 @@ def run(params: Params, paths: Paths) -> dict:
         tokenizer = init_tokenizer or tokenizer  # a text model keeps the vocabulary its weights were trained with
     else:
         model = LatentDiffusionModel(config)
-    settings = {"section": section, "params": p.model_dump(mode="json"), "data_sha256": data_hash,
-                "scale_factor": config.scale_factor, "init_sha256": init_hash}
-    ckpt = resume_path(paths.checkpoints, settings)
     train_config = p.train_config()
     module = LDMTrainingModule(model, train_config, tokenizer, batch_size=p.batch_size)
     logs = paths.checkpoints / "logs"
     trainer = make_trainer(steps=p.steps, done=lambda: module.global_step, val_every=min(p.val_every, p.steps),
                            checkpoints=paths.checkpoints, checkpoint_every=p.checkpoint_every, logs=logs,
-                           precision=p.precision, grad_clip=p.recipe.grad_clip, accumulate=train_config.accumulate)
-    train_loader, val_loader = _loaders(p, train, val, config.scale_factor)
+                           precision=p.precision, placement=p.placement(), grad_clip=p.recipe.grad_clip,
+                           accumulate=train_config.accumulate)
+    rank_shards(train, 0, trainer.world_size)  # every rank needs a shard: say so before any process starts
+    lr = train_config.effective_lr(p.batch_size, trainer.world_size)
+    distributed = _distributed(p, trainer, lr, train_config.accumulate)
+    # What the weights depend on: the global batch, not how it is split over ranks or loader workers.
+    loop = p.model_dump(mode="json", exclude={"batch_size", "threads", "loader", *PlacementParams.model_fields})
+    settings = {"section": section, "params": loop, "global_batch": distributed["global_batch"], "data_sha256": data_hash,
+                "scale_factor": config.scale_factor, "init_sha256": init_hash}
+    ckpt = resume_path(paths.checkpoints, settings)
     start = time.perf_counter()
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(ckpt) if ckpt else None)
+    trainer.fit(module, datamodule=_data(p, train, val, config.scale_factor), ckpt_path=str(ckpt) if ckpt else None)
     seconds = time.perf_counter() - start
+    if trainer.global_rank != 0:
+        return None  # rank 0 writes the outputs
     write_curves(logs / "metrics.csv", paths.curves, {"loss": "train/loss"})
     val_logs = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     model = (module.ema if module.ema is not None else module.model).eval()
     inputs = {"latents": data_hash, "autoencoder": ae_hash, **({"init_from": init_hash} if init_hash else {})}
     line = lineage({section: p}, inputs,
-                   recipe=recipe_lineage(params, section, train_config.effective_lr(p.batch_size, trainer.world_size)))
+                   recipe=recipe_lineage(params, section, lr))
     sr_scale = 0
     if config.conditioning.kind == "concat" and first.lr is not None:  # HR side / LR side: what `ldm upscale` multiplies by
         f = read_card(paths.autoencoder).downsample_factor
@@ -159,7 +184,7 @@ def run(params: Params, paths: Paths) -> dict:
     save_ldm(paths.model, model, card, tokenizer)
     metrics = {"preset": p.preset, "parameters": model.num_parameters(),
                "train": {"batches": int(module.global_step), "seconds": round(seconds, 1), "resumed_from": str(ckpt) if ckpt else None},
-               "loss": _loss_drop(paths.curves), "val": val_logs, "lineage": line}
+               "distributed": distributed, "loss": _loss_drop(paths.curves), "val": val_logs, "lineage": line}
     write_json(paths.metrics, metrics)
     log.info("%s: %d batches in %.0f s; train loss %s -> %s", section, metrics["train"]["batches"], seconds,
              metrics["loss"]["first_10pct"], metrics["loss"]["last_10pct"])

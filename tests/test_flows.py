@@ -222,6 +222,22 @@ def test_infra_describes_minio_prefect_and_a_gpu_work_pool(root):
     assert template["variables"]["properties"]["gpus"]["default"] == 1
 
 
+def test_infra_launches_training_on_many_nodes_and_dask_on_kubernetes(root):
+    """The SLURM and torchrun launchers parse as bash and take the stage's command from dvc.yaml; the Dask
+    operator's cluster mounts the workspace volume."""
+    for script in ("slurm/train_ldm.sbatch", "torchrun.sh"):
+        text = (root / "infra" / script).read_text()
+        assert subprocess.run(["bash", "-n", str(root / "infra" / script)]).returncode == 0
+        assert "dvc repro --dry --force --single-item \"$STAGE\"" in text and "dvc commit --force \"$STAGE\"" in text
+    sbatch = (root / "infra" / "slurm" / "train_ldm.sbatch").read_text()
+    assert "#SBATCH --ntasks-per-node=8" in sbatch and "srun " in sbatch
+    cluster = yaml.safe_load((root / "infra" / "k8s" / "dask-cluster.yaml").read_text())
+    assert cluster["kind"] == "DaskCluster" and cluster["apiVersion"] == "kubernetes.dask.org/v1"
+    worker = cluster["spec"]["worker"]["spec"]
+    assert worker["containers"][0]["args"][:2] == ["dask", "worker"]
+    assert worker["volumes"][0]["persistentVolumeClaim"]["claimName"] == "ldm-workspace"
+
+
 # ---------------------------------------------------------------- the whole flow
 
 

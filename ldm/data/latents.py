@@ -41,9 +41,9 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def latent_dataset(urls: list[str], *, scale_factor: float, shuffle: int = 0, seed: int = 0,
-                   split_by_node: bool = True, transform: Callable[[dict], dict] | None = None) -> wds.DataPipeline:
+                   transform: Callable[[dict], dict] | None = None) -> wds.DataPipeline:
     """Latent samples from latent shards (see `ldm.data.loader.raw_samples` for the options)."""
-    stages = raw_samples(urls, shuffle=shuffle, seed=seed, split_by_node=split_by_node)
+    stages = raw_samples(urls, shuffle=shuffle, seed=seed)
     stages.append(wds.map(partial(latent_sample, scale_factor=scale_factor)))
     if transform is not None:
         stages.append(wds.map(transform))
@@ -51,8 +51,8 @@ def latent_dataset(urls: list[str], *, scale_factor: float, shuffle: int = 0, se
 
 
 def latent_loader(urls: list[str], *, scale_factor: float, batch_size: int, settings: LoaderSettings, shuffle: int = 0,
-                  seed: int = 0, split_by_node: bool = True, endless: bool = False) -> DataLoader:
+                  seed: int = 0, endless: bool = False) -> DataLoader:
     """Batch dicts of latent shards (the module docstring), the same for any worker count (`ldm.data.loader.batch_loader`)."""
-    raw = raw_samples(urls, shuffle=shuffle, seed=seed, split_by_node=split_by_node, split_by_worker=False)
+    raw = raw_samples(urls, shuffle=shuffle, seed=seed, split_by_worker=False)
     return batch_loader(raw, partial(latent_sample, scale_factor=scale_factor), batch_size=batch_size, settings=settings,
                         collate=collate, endless=endless)

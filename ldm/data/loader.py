@@ -1,8 +1,9 @@
 """Streaming shards into training batches.
 
-Shards are split by DDP rank (webdataset's `split_by_node`) and samples pass
-through a seeded shuffle buffer, so memory does not grow with the dataset and a
-run is repeatable for a given seed and world size. `batch_loader` makes every
+Training shards are split by rank (`rank_shards`: rank r of W reads shards r,
+r + W, ..., disjoint) once the ranks exist (`ShardData`), and samples pass through
+a seeded shuffle buffer, so memory does not grow with the dataset and a run is
+repeatable for a given seed and world size. `batch_loader` makes every
 stage's DataLoader: decoding runs in its worker processes, and its batches are
 the same, in the same order, whatever the number of workers (see its docstring).
 """
@@ -10,12 +11,14 @@ the same, in the same order, whatever the number of workers (see its docstring).
 from __future__ import annotations
 
 import copy
+import logging
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
 import webdataset as wds
 from einops import rearrange
@@ -23,7 +26,9 @@ from torch.utils.data import DataLoader, IterableDataset, default_collate, get_w
 
 from ldm.data.loader_config import LoaderSettings
 from ldm.data.schema import ImageSample, RawSample
-from ldm.errors import InputNotFound
+from ldm.errors import InputNotFound, InvalidInput
+
+log = logging.getLogger(__name__)
 
 
 def shard_urls(folder: str | Path, split: str) -> list[str]:
@@ -50,9 +55,16 @@ def decode_image_label(raw: RawSample) -> tuple[torch.Tensor, int]:
     return to_tensor(sample.image), sample.label
 
 
-def raw_samples(urls: list[str], *, shuffle: int = 0, seed: int = 0, split_by_node: bool = True,
-                split_by_worker: bool = True) -> list:
-    """The pipeline stages up to undecoded samples: this node's (and worker's) shards, optionally shuffled.
+def rank_shards(urls: list[str], rank: int, world: int) -> list[str]:
+    """Rank `rank` of `world`'s disjoint share of the shards: urls[rank::world]; an error when a rank would get none."""
+    if len(urls) < world:
+        raise InvalidInput(f"{len(urls)} training shards for {world} ranks: every rank needs at least one; lower"
+                           " data.shard_size (more, smaller shards) or the number of devices")
+    return urls[rank::world]
+
+
+def raw_samples(urls: list[str], *, shuffle: int = 0, seed: int = 0, split_by_worker: bool = True) -> list:
+    """The pipeline stages up to undecoded samples: these shards (this worker's share), optionally shuffled.
 
     `shuffle` > 0 shuffles shard order and samples in a buffer of that size, seeded. `batch_loader`
     takes the stages with `split_by_worker=False`: its workers share batches, not shards.
@@ -60,8 +72,6 @@ def raw_samples(urls: list[str], *, shuffle: int = 0, seed: int = 0, split_by_no
     stages: list = [wds.SimpleShardList(urls)]
     if shuffle:
         stages.append(wds.shuffle(len(urls), rng=random.Random(seed)))
-    if split_by_node:
-        stages.append(wds.split_by_node)
     if split_by_worker:
         stages.append(wds.split_by_worker)
     stages.append(wds.tarfile_to_samples())
@@ -70,9 +80,9 @@ def raw_samples(urls: list[str], *, shuffle: int = 0, seed: int = 0, split_by_no
     return stages
 
 
-def image_dataset(urls: list[str], *, shuffle: int = 0, seed: int = 0, split_by_node: bool = True) -> wds.DataPipeline:
+def image_dataset(urls: list[str], *, shuffle: int = 0, seed: int = 0) -> wds.DataPipeline:
     """(image [3 x H x W] in [-1, 1], label) pairs from image shards (see `raw_samples` for the options)."""
-    stages = raw_samples(urls, shuffle=shuffle, seed=seed, split_by_node=split_by_node)
+    stages = raw_samples(urls, shuffle=shuffle, seed=seed)
     return wds.DataPipeline(*stages, wds.map(decode_image_label))
 
 
@@ -122,7 +132,7 @@ def batch_loader(raw: list, decode: Callable[[RawSample], Any], *, batch_size: i
     only batches k = w, w + W, ..., and the DataLoader, which takes one batch from each worker in
     turn, yields exactly the sequence of 0 workers. The trade-off: each worker reads every raw byte
     of its node's shards and holds its own shuffle buffer of raw samples; decoding, the expensive
-    part, is split. DDP ranks still split at the shard level (`split_by_node`) before this.
+    part, is split. Ranks split at the shard level (`rank_shards`) before this.
 
     `endless` repeats the shards forever (the shuffles continue from epoch to epoch), drops each
     pass's partial last batch and keeps the workers alive; otherwise one pass, the last batch partial.
@@ -137,7 +147,30 @@ def batch_loader(raw: list, decode: Callable[[RawSample], Any], *, batch_size: i
 
 
 def image_loader(urls: list[str], *, batch_size: int, settings: LoaderSettings, shuffle: int = 0, seed: int = 0,
-                 split_by_node: bool = True, endless: bool = False) -> DataLoader:
+                 endless: bool = False) -> DataLoader:
     """Batches [images [N x 3 x H x W] in [-1, 1], labels [N]] of image shards (see `batch_loader`, `raw_samples`)."""
-    raw = raw_samples(urls, shuffle=shuffle, seed=seed, split_by_node=split_by_node, split_by_worker=False)
+    raw = raw_samples(urls, shuffle=shuffle, seed=seed, split_by_worker=False)
     return batch_loader(raw, decode_image_label, batch_size=batch_size, settings=settings, endless=endless)
+
+
+class ShardData(pl.LightningDataModule):
+    """A training stage's loaders, built once the ranks exist: rank r of W trains on `rank_shards(train, r, W)`;
+    every rank validates on all val shards, so the val loss is the same on any world size.
+
+    `make_loader(urls, train)` builds one DataLoader (endless and shuffled when `train`).
+    """
+
+    def __init__(self, train: list[str], val: list[str], make_loader: Callable[[list[str], bool], DataLoader]):
+        super().__init__()
+        self.train, self.val, self.make_loader = train, val, make_loader
+
+    def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        mine = rank_shards(self.train, rank, world)
+        if world > 1:
+            log.info("rank %d of %d trains on %d shards: %s", rank, world, len(mine), ",".join(Path(u).name for u in mine))
+        return self.make_loader(mine, True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.make_loader(self.val, False)

@@ -13,7 +13,7 @@ precision. Nothing here touches the global RNG.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor
@@ -38,6 +38,25 @@ def randn(shape: Sequence[int], generator: Generators, *, device: torch.device |
         noise = torch.stack([torch.randn(shape[1:], generator=g, device=g.device).to(device or g.device)
                              for g in generator])  # (N, ...)
     return noise.to(device=device or noise.device, dtype=dtype)
+
+
+def _per_sample(n: int, generator: Generators, draw: Callable[[torch.Generator, int], Tensor]) -> Tensor:
+    """[N]: one generator draws the batch (`draw(g, n)`), or generator i draws entry i (on the first one's device)."""
+    if isinstance(generator, torch.Generator):
+        return draw(generator, n)
+    if len(generator) != n or not n:
+        raise ValueError(f"need one generator per sample: {n} samples, {len(generator)} generators")
+    return torch.cat([draw(g, 1).to(generator[0].device) for g in generator])
+
+
+def uniform(n: int, generator: Generators) -> Tensor:
+    """U[0, 1) [N] float32: one generator draws the batch, a list draws entry i from generator i."""
+    return _per_sample(n, generator, lambda g, k: torch.rand(k, generator=g, device=g.device))
+
+
+def randint(high: int, n: int, generator: Generators) -> Tensor:
+    """Integers in [0, high) [N] long, drawn as `uniform` draws."""
+    return _per_sample(n, generator, lambda g, k: torch.randint(0, high, (k,), generator=g, device=g.device))
 
 
 def randn_like(x: Tensor, generator: Generators | None, who: str) -> Tensor:

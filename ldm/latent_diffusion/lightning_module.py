@@ -2,9 +2,12 @@
 
 Batches are dicts: "z" [N x C x h x w] latents already multiplied by the scale factor, and
 by conditioning kind "label" [N] long, "caption" list[str] (tokenised here with the given
-tokenizer), or the concat keys (e.g. "lr" [N x 3 x H x W] in [-1, 1]). Timesteps,
-noise and condition dropout come from a torch.Generator seeded per step from
-(seed, rank, global step, batch index): runs repeat exactly and DDP ranks differ.
+tokenizer), or the concat keys (e.g. "lr" [N x 3 x H x W] in [-1, 1]). Each sample's
+timestep, noise and condition dropout come from its own torch.Generator, seeded from
+(seed, global step, batch index, the sample's place in the global batch): runs repeat
+exactly, and R ranks of batch N draw what one process of batch R x N draws (rank r's
+samples are places r N .. r N + N - 1), so the world size changes the maths only
+through the order of floating-point sums.
 Gradient clipping is the Trainer's (`gradient_clip_val=TrainConfig.grad_clip`).
 On the CPU, denormal floats are flushed to zero while fitting (TrainConfig.flush_denormal).
 """
@@ -21,6 +24,7 @@ from torch import Tensor
 from ldm.conditioning.guidance import drop_class_labels, drop_prompts
 from ldm.conditioning.tokenizer import tokenize
 from ldm.diffusion.losses import diffusion_loss
+from ldm.diffusion.noise import Generators, randint, randn, seeded_generators
 from ldm.latent_diffusion.model import Condition, LatentDiffusionModel
 from ldm.latent_diffusion.train_config import TrainConfig
 from ldm.trainer import lr_factor
@@ -59,16 +63,27 @@ class LDMTrainingModule(pl.LightningModule):
 
     # -- randomness ---------------------------------------------------------
 
-    def step_generator(self, batch_idx: int, device: torch.device, offset: int = 0) -> torch.Generator:
-        """A generator seeded from (seed, rank, global step, batch index): no global RNG involved."""
-        seed = self.config.seed + offset
-        for part in (self.global_rank, self.global_step, batch_idx):
+    @staticmethod
+    def _generators(parts: tuple[int, ...], first: int, n: int, device: torch.device) -> list[torch.Generator]:
+        """Generators of places first .. first + n - 1, seeded from `parts` and the place."""
+        seed = 0
+        for part in parts:
             seed = (seed * _MIX + part) % (2**63 - 1)
-        return torch.Generator(device=device).manual_seed(seed)
+        return seeded_generators(((seed * _MIX + first + i) % (2**63 - 1) for i in range(n)), device)
+
+    def sample_generators(self, batch_idx: int, n: int, device: torch.device) -> list[torch.Generator]:
+        """One generator per sample of this rank's training batch of n, seeded from (seed, global step, batch
+        index, place in the global batch): no global RNG involved."""
+        return self._generators((self.config.seed, self.global_step, batch_idx), self.global_rank * n, n, device)
+
+    def val_generators(self, batch_idx: int, n: int, device: torch.device) -> list[torch.Generator]:
+        """One generator per validation sample, seeded from (seed, place in the val set): the same timesteps
+        and noise at every validation, whatever the batch size or world size, so curves and runs compare."""
+        return self._generators((self.config.seed, -1), batch_idx * self.batch_size, n, device)
 
     # -- conditioning -------------------------------------------------------
 
-    def condition(self, batch: dict[str, Any], generator: torch.Generator | None) -> Condition:
+    def condition(self, batch: dict[str, Any], generator: Generators | None) -> Condition:
         """The model condition from a batch; with a generator, dropped with probability p_uncond."""
         cond = self.model.config.conditioning
         z = batch["z"]
@@ -89,31 +104,27 @@ class LDMTrainingModule(pl.LightningModule):
 
     # -- loss -----------------------------------------------------------------
 
-    def loss(self, model: LatentDiffusionModel, batch: dict[str, Any], generator: torch.Generator,
-             drop: bool) -> Tensor:
-        """L_simple of `model` on a batch, timesteps and noise drawn from the generator (Eq. 1)."""
+    def loss(self, model: LatentDiffusionModel, batch: dict[str, Any], generator: Generators, drop: bool) -> Tensor:
+        """L_simple of `model` on a batch, timesteps and noise drawn from the generator(s) (Eq. 1)."""
         z = batch["z"]
         cond = self.condition(batch, generator if drop else None)
-        t = torch.randint(0, model.schedule.num_steps, (z.shape[0],), generator=generator,
-                          device=generator.device).to(z.device)
-        eps = torch.randn(z.shape, generator=generator, device=generator.device, dtype=z.dtype).to(z.device)
+        t = randint(model.schedule.num_steps, z.shape[0], generator).to(z.device)
+        eps = randn(z.shape, generator, device=z.device, dtype=z.dtype)
         return diffusion_loss(lambda xt, tt: model(xt, tt, cond), z, t, eps, model.schedule, model.diffusion)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        generator = self.step_generator(batch_idx, batch["z"].device)
-        loss = self.loss(self.model, batch, generator, drop=True)
+        generators = self.sample_generators(batch_idx, batch["z"].shape[0], batch["z"].device)
+        loss = self.loss(self.model, batch, generators, drop=True)
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=batch["z"].shape[0])
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         n = batch["z"].shape[0]
-        # Same timesteps and noise at every validation: curves compare across epochs.
-        generator = torch.Generator(device=batch["z"].device).manual_seed(self.config.seed * _MIX + batch_idx)
-        state = generator.get_state()
-        self.log("val/loss", self.loss(self.model, batch, generator, drop=False), batch_size=n, sync_dist=True)
+        self.log("val/loss", self.loss(self.model, batch, self.val_generators(batch_idx, n, batch["z"].device), drop=False),
+                 batch_size=n, sync_dist=True)
         if self.ema is not None:
-            generator.set_state(state)
-            self.log("val/loss_ema", self.loss(self.ema, batch, generator, drop=False), batch_size=n, sync_dist=True)
+            self.log("val/loss_ema", self.loss(self.ema, batch, self.val_generators(batch_idx, n, batch["z"].device),
+                                               drop=False), batch_size=n, sync_dist=True)
 
     # -- EMA --------------------------------------------------------------------
 

@@ -46,9 +46,9 @@ def dataclass_section(config: type, name: str, defaults: Any = None) -> type[Sec
             default = ...
         fields[field.name] = (kind, default)
 
-    def check(section: Section) -> Section:
+    def check(section: Section) -> Section:  # on the dataclass's fields only: a subclass may add others
         try:
-            config(**section.model_dump())
+            to_config(section, config)
         except (TypeError, ValueError) as exc:
             raise ValueError(str(exc)) from None
         return section
@@ -60,8 +60,8 @@ def dataclass_section(config: type, name: str, defaults: Any = None) -> type[Sec
 
 
 def to_config(section: Section, config: type) -> Any:
-    """The `ldm` config dataclass that a `dataclass_section` section describes."""
-    return config(**section.model_dump())
+    """The `ldm` config dataclass that a `dataclass_section` section (or a subclass of one) describes."""
+    return config(**{field.name: getattr(section, field.name) for field in dataclasses.fields(config)})
 
 
 def one_of(value: str, known: list[str], empty_ok: bool = False) -> str:

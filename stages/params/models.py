@@ -21,10 +21,20 @@ from ldm.latent_diffusion.settings import ModelSettings
 from ldm.latent_diffusion.train_config import TrainConfig as LDMTrainConfig
 from ldm.latents.config import LatentDtype, Posterior, ScaleRule
 from ldm.metrics.names import FeatureExtractorName, MetricName
-from stages.params.base import Section, dataclass_section, one_of
+from ldm.placement import Placement
+from stages.params.base import Section, dataclass_section, one_of, to_config
 
 Precision = Literal["auto", "32-true", "bf16-mixed", "16-mixed"]
 LoaderParams = dataclass_section(LoaderSettings, "LoaderParams")
+PlacementParams = dataclass_section(Placement, "PlacementParams")
+
+
+class Placed(PlacementParams):  # type: ignore[valid-type, misc]
+    """A stage that runs on Lightning's devices: accelerator, devices, num_nodes, strategy (`ldm.trainer.Placement`)."""
+
+    def placement(self) -> Placement:
+        """The library's Placement of this stage's processes."""
+        return to_config(self, Placement)
 
 
 class AutoencoderParams(Section):
@@ -81,7 +91,7 @@ class TrainAutoencoderParams(TrainingLoop):
         return AutoencoderTrainConfig(**self.recipe.model_dump()).resolved(self.steps)
 
 
-class CacheLatentsParams(Loading):
+class CacheLatentsParams(Loading, Placed):
     """Stage `cache_latents`: encode the shards once and measure the latent scale (App. F, C.1)."""
 
     posterior: Posterior = Field("mode", description="KL: the posterior mean, or a sample seeded per key")
@@ -92,31 +102,21 @@ class CacheLatentsParams(Loading):
     scale_rule: ScaleRule = Field("auto", description="auto: 1/dataset std for KL, 1.0 for VQ")
     scale_value: float = Field(1.0, gt=0.0, description="the factor when scale_rule is fixed")
     std_tolerance: float = Field(0.02, gt=0.0, le=1.0, description="warn when the scaled std is further than this from 1")
-    accelerator: Literal["auto", "cpu", "gpu"] = "auto"
-    devices: int | Literal["auto"] = Field("auto", description="encoders in parallel, shards split by rank")
-    strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
     threads: int = Field(2, ge=1, le=256, description="CPU threads for torch")
-
-    @field_validator("devices")
-    @classmethod
-    def _positive(cls, value: int | str) -> int | str:
-        if isinstance(value, int) and value < 1:
-            raise ValueError(f"must be 'auto' or >= 1, got {value}")
-        return value
 
 
 LDMRecipe = dataclass_section(LDMTrainConfig, "LDMRecipe")
 ModelParams = dataclass_section(ModelSettings, "ModelParams")
 
 
-class TrainLDMParams(TrainingLoop):
-    """Stage `train_ldm`: an LDM preset trained on the cached latents (Eq. 2, D.1)."""
+class TrainLDMParams(TrainingLoop, Placed):
+    """Stage `train_ldm`: an LDM preset trained on the cached latents (Eq. 2, D.1), on one device or many (DDP)."""
 
     preset: str = Field("tiny-cond", description="`ldm.latent_diffusion.preset_names()` lists them")
     first_stage: str = Field("", description="the autoencoder preset the LDM pairs with; empty: the preset's own")
     n_classes: int = Field(0, ge=0, le=100_000, description="class models: classes; 0: the preset's")
     steps: int = Field(250, ge=1, le=10_000_000, description="optimizer steps")
-    batch_size: int = Field(32, ge=1, le=4096, description="samples per batch on one device")
+    batch_size: int = Field(32, ge=1, le=4096, description="samples per batch on one device (rank)")
     val_every: int = Field(5000, ge=1, description="batches between validation passes")
     checkpoint_every: int = Field(5000, ge=1, description="batches between checkpoints")
     recipe: LDMRecipe = LDMRecipe()  # type: ignore[valid-type]

@@ -9,6 +9,7 @@ on the raw mapping before validation and says where every value it filled came f
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -17,11 +18,13 @@ from ldm.latent_diffusion.presets import preset_config
 from ldm.latent_diffusion.recipes import recipe as ldm_recipe
 from ldm.latent_diffusion.settings import ModelSettings
 from ldm.recipes import Recipe
+from ldm.placement import Placement
 
 FROM_PARAMS = "params.yaml"
 FROM_DEFAULT = "default"
 INHERITS = {"train_sr": "train_ldm"}  # section -> the section whose loop settings it takes (dvc.yaml lists both)
-INHERITED_KEYS = ("shuffle_buffer", "seed", "threads", "precision", "loader")  # TrainingLoop's fields
+# TrainingLoop's fields and where the processes run (ldm.trainer.Placement)
+INHERITED_KEYS = ("shuffle_buffer", "seed", "threads", "precision", "loader", *dataclasses.asdict(Placement()))
 
 
 def _ldm_overlay(name: str) -> dict[str, Any]:
