@@ -79,3 +79,4 @@ class ClusterParams(Section):
 
     address: str = Field("", description='"" = local processes; a Dask scheduler (tcp://host:8786) or its scheduler file')
     timeout_s: float = Field(30.0, gt=0.0, le=3600.0, description="seconds to wait for the scheduler")
+    retries: int = Field(2, ge=0, le=20, description="more attempts of a task that failed on I/O, the network or a lost worker")
