@@ -16,6 +16,7 @@ still fails stops the map with one line naming it.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -40,6 +41,17 @@ class TaskPool:
     executor: Executor
     where: str
     workers: int
+
+
+def scheduler_address(address: str) -> str:
+    """The scheduler's own address: `address` itself, or the one its scheduler file holds."""
+    if not Path(address).is_file():
+        return address
+    try:
+        return json.loads(Path(address).read_text())["address"]
+    except (ValueError, KeyError) as exc:
+        raise InvalidInput(f"cluster.address {address}: not a Dask scheduler file ({exc}); pass the file "
+                           "`dask scheduler --scheduler-file` wrote, or tcp://host:8786") from None
 
 
 @contextmanager

@@ -136,7 +136,7 @@ def run(params: Params, paths: Paths) -> dict:
     merged: dict = {"ops": Counter(), "blur_ksize": Counter(), "jpeg_quality": Counter(), "noise": [], "psnr": []}
     shards, counts, tasks = {}, Counter(), TaskLog()
     with AtomicFolder(paths.out) as staging:
-        jobs = [(str(src), str(staging / src.name), job_cfg) for src in sources]
+        jobs = [(str(src.resolve()), str(staging.resolve() / src.name), job_cfg) for src in sources]  # a worker's cwd is its own
         with task_pool(cfg.workers, params.cluster.address, params.cluster.timeout_s) as pool:
             results = map_tasks(pool, _shard_job, jobs, [src.name for src in sources], retries=params.cluster.retries,
                                 log_to=tasks, desc="degrade")

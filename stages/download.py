@@ -153,7 +153,8 @@ class _Collector:
         return task_pool(self.params.download.workers, cluster.address, cluster.timeout_s)
 
     def map(self, pool: TaskPool, fn: Callable, jobs: list, items: list[Item], desc: str, ahead: int = 0) -> Iterator:
-        """`fn` over `jobs` (one per input of `items`) on `pool`: in order, retried, counted in `tasks`."""
+        """`fn` over `jobs` (one per input of `items`, absolute paths: a worker's cwd is its own) on `pool`:
+        in order, retried, counted in `tasks`."""
         return map_tasks(pool, fn, jobs, [item.relpath for item in items], retries=self.params.cluster.retries,
                          log_to=self.tasks, desc=desc, ahead=ahead)
 
@@ -161,8 +162,8 @@ class _Collector:
         """sha256 by name of the usable inputs whose byte size another one shares: the only possible duplicates."""
         sizes = Counter(size for size, reason, _ in probes if reason is None)
         shared = [item for item, (size, reason, _) in zip(items, probes) if reason is None and sizes[size] > 1]
-        return dict(zip((item.relpath for item in shared), self.map(pool, sha256_file, [item.path for item in shared],
-                                                                    shared, "hash")))
+        paths = [Path(item.path).resolve() for item in shared]
+        return dict(zip((item.relpath for item in shared), self.map(pool, sha256_file, paths, shared, "hash")))
 
     def skip(self, name: str, reason: str) -> None:
         if self.params.download.on_bad_input == "fail":
@@ -172,7 +173,7 @@ class _Collector:
 
     def plan(self, items: list[Item]) -> None:
         """Pass 1: unusable and duplicate inputs skipped in listed order (the first copy stays); the rest split."""
-        jobs = [(item.relpath, str(item.path), self.params.data.resolution) for item in items]
+        jobs = [(item.relpath, str(Path(item.path).resolve()), self.params.data.resolution) for item in items]
         with self.pool() as pool:
             probes = list(self.map(pool, _probe, jobs, items, "check"))
             digests = self.digests(pool, items, probes)
@@ -193,7 +194,7 @@ class _Collector:
         """Pass 2: the split's inputs decoded in write order (`write_order` of their names) into shard samples."""
         listed = self.splits[split]
         items = [listed[i] for i in write_order([item.relpath for item in listed], self.params.download.seed)]
-        jobs = [(item.relpath, str(item.path), self.params.data.resolution) for item in items]
+        jobs = [(item.relpath, str(Path(item.path).resolve()), self.params.data.resolution) for item in items]
         labels = {name: index for index, name in enumerate(self.class_names)}
         workers = self.params.download.workers
         with self.pool() as pool:

@@ -96,6 +96,9 @@ class CacheLatentsParams(Loading):
     devices: int | Literal["auto"] = Field("auto", description="encoders in parallel, shards split by rank")
     strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
     threads: int = Field(2, ge=1, le=256, description="CPU threads for torch")
+    workers: int = Field(1, ge=1, le=256, description="on the CPU: > 1 encodes shards on the task pool; the bytes do not depend on it")
+
+    runtime = frozenset({"workers"})
 
     @field_validator("devices")
     @classmethod
