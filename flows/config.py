@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ldm.storage import ReleaseStore, S3Settings, open_store
-from stages.params import OrchestrateParams, Params, StorageParams, load_params, to_config
+from stages.params import ClusterParams, OrchestrateParams, Params, StorageParams, load_params, to_config
 
 STORE_ENV = "LDM_STORE"
 
@@ -25,6 +25,7 @@ class Config:
 
     storage: StorageParams
     orchestrate: OrchestrateParams
+    cluster: ClusterParams
     params: dict[str, Any] | None  # all of params.yaml with defaults filled in (None without a file)
 
     @property
@@ -34,11 +35,11 @@ class Config:
 
 
 def load_config(params_file: str | Path = "params.yaml") -> Config:
-    """params.yaml's storage and orchestrate sections (defaults when the file is absent: a consumer's host)."""
+    """params.yaml's storage, orchestrate and cluster sections (defaults when the file is absent: a consumer's host)."""
     path = Path(params_file)
     params = load_params(path) if path.is_file() else None
     active = params or Params()
-    return Config(active.storage, active.orchestrate, params.model_dump(mode="json") if params else None)
+    return Config(active.storage, active.orchestrate, active.cluster, params.model_dump(mode="json") if params else None)
 
 
 def store_url(config: Config, override: str | None = None, base: Path | None = None) -> str:

@@ -38,6 +38,9 @@ class CommandFailed(UserError, RuntimeError):
         super().__init__(message)
         self.transient = transient
 
+    def __reduce__(self) -> tuple:
+        return CommandFailed, (str(self), self.transient)  # whole across processes (a Dask worker's task)
+
 
 @dataclass(frozen=True)
 class Outcome:

@@ -3,6 +3,13 @@
 One task per stage runs `dvc repro -s <stage>` in a subprocess with its own
 timeout; only failures that look transient (network, a busy DVC lock) are
 retried. A file lock in .dvc/tmp keeps two runs out of one workspace.
+
+The stage tasks run in the subflow `ldm-stages` on the task runner that
+`orchestrate.task_runner` picks: Prefect's threads in this process, or
+prefect-dask's `DaskTaskRunner` on the cluster at `cluster.address` (a
+temporary LocalCluster when it is empty). On a Dask worker the task hands the
+stage that cluster's scheduler ($LDM_CLUSTER_ADDRESS), so the stage's own
+per-shard tasks run there too, and gives up its worker slot while it waits.
 """
 
 from __future__ import annotations
@@ -17,13 +24,16 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows import dvc
-from flows.config import git_revision, load_config, release_store
+from flows.config import Config, git_revision, load_config, release_store
 from flows.report import metrics_rows, summary_markdown
 from ldm.errors import InvalidInput, UserError
+from ldm.parallel import scheduler_address
 from ldm.storage import ReleaseNotFound, StoreError
 from ldm.storage.s3 import StoreUnavailable
+from stages.params import ADDRESS_ENV
 
 LOCK = Path(".dvc") / "tmp" / "ldm-pipeline.lock"
 
@@ -59,13 +69,48 @@ def workspace_lock(workdir: Path, timeout_s: float) -> Iterator[None]:
         raise WorkspaceBusy(f"another pipeline run holds {path}; wait for it, or raise orchestrate.lock_timeout_s") from None
 
 
+@contextlib.contextmanager
+def dask_scheduler() -> Iterator[str | None]:
+    """The scheduler of the Dask worker running this task (None off Dask); the worker's slot is free meanwhile."""
+    try:
+        from distributed import get_worker, worker_client
+
+        get_worker()
+    except (ImportError, ValueError):
+        yield None
+        return
+    with worker_client() as client:  # secedes from the worker's threads: the stage's tasks may use this one
+        yield client.scheduler.address
+
+
 @task(name="dvc-repro", task_run_name="repro {stage}", retry_condition_fn=transient_only, cache_policy=NO_CACHE)
 def repro_stage(workdir: str, stage: str, timeout_s: float) -> str:
     """`dvc repro -s <stage>`: 'ran' or 'skipped' (DVC found nothing changed)."""
-    outcome = dvc.run_command(dvc.dvc("repro", "--single-item", stage), Path(workdir), timeout_s, dvc.subprocess_env(),
-                              get_run_logger())
+    env = dvc.subprocess_env()
+    with dask_scheduler() as address:
+        if address:
+            env[ADDRESS_ENV] = address
+        outcome = dvc.run_command(dvc.dvc("repro", "--single-item", stage), Path(workdir), timeout_s, env, get_run_logger())
     dvc.check(outcome, f"dvc repro -s {stage}")
     return "skipped (unchanged)" if "didn't change, skipping" in outcome.tail else "ran"
+
+
+def stage_runner(config: Config) -> TaskRunner:
+    """The task runner of the stage tasks (`orchestrate.task_runner`)."""
+    if config.orchestrate.task_runner == "threads":
+        return ThreadPoolTaskRunner()
+    from prefect_dask import DaskTaskRunner
+
+    if config.cluster.address:
+        return DaskTaskRunner(address=scheduler_address(config.cluster.address))
+    return DaskTaskRunner(cluster_kwargs={"dashboard_address": None})  # a LocalCluster for this run
+
+
+@flow(name="ldm-stages")
+def run_stages(workdir: str, order: list[str], timeouts: dict[str, float], retries: int, retry_delay_s: float) -> dict[str, str]:
+    """Each stage one task on this flow's task runner, one after another in DAG order."""
+    repro = repro_stage.with_options(retries=retries, retry_delay_seconds=retry_delay_s)
+    return {stage: repro.submit(workdir, stage, timeouts[stage]).result() for stage in order}
 
 
 @task(name="dvc-push", retry_condition_fn=transient_only, cache_policy=NO_CACHE)
@@ -117,8 +162,9 @@ def pipeline(workdir: str = ".", params_file: str = "params.yaml", targets: list
     with workspace_lock(root, options.lock_timeout_s):
         order = dvc.stage_order(root, targets)
         logger.info("stages in DAG order: %s", ", ".join(order))
-        repro = repro_stage.with_options(retries=options.retries, retry_delay_seconds=options.retry_delay_s)
-        stages = {stage: repro(str(root), stage, options.stage_timeouts.get(stage, options.stage_timeout_s)) for stage in order}
+        timeouts = {stage: options.stage_timeouts.get(stage, options.stage_timeout_s) for stage in order}
+        stages = run_stages.with_options(task_runner=stage_runner(config))(str(root), order, timeouts, options.retries,
+                                                                           options.retry_delay_s)
         remote, push_note = None, "(orchestrate.push is off)"
         if options.push if push is None else push:
             pushing = push_outputs.with_options(retries=options.retries, retry_delay_seconds=options.retry_delay_s)

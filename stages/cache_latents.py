@@ -1,14 +1,18 @@
 """Stage `cache_latents`: image (and pair) shards -> latent shards + the measured scale factor (App. F, C.1).
 
-Every shard goes through the trained encoder once, in Lightning's predict loop:
-on every available device, shards split by rank, one output shard per input
-shard, so the bytes do not depend on the number of devices. The output folder
-holds `{train,val}-NNNNNN.tar` (`LatentSample`s: the latent [C x h x w]
-unscaled, class, caption, metadata), `pairs/{train,val}-NNNNNN.tar` (the HR
-latent with its LR image) and `stats.json` (`LatentStats`): the paper's
-first-batch estimate of the latent std, the dataset-level one (streaming,
-overall and per channel), the chosen `scale_factor`, and the autoencoder's
-hash. The folder appears only when complete.
+Every shard goes through the trained encoder once, one output shard per input
+shard (ldm/latents/shards.py), so the bytes depend neither on how many encoders
+ran nor where. On a GPU, or on the CPU with one worker, that is Lightning's
+predict loop on every available device, shards split by rank. On the CPU with
+`cache_latents.workers` > 1 or a Dask cluster (`cluster.address`), each shard
+is one task of the task pool (ldm/parallel.py), retried on transient errors.
+The output folder holds `{train,val}-NNNNNN.tar` (`LatentSample`s: the latent
+[C x h x w] unscaled, class, caption, metadata), `pairs/{train,val}-NNNNNN.tar`
+(the HR latent with its LR image) and `stats.json` (`LatentStats`): the
+paper's first-batch estimate of the latent std, the dataset-level one
+(streaming, overall and per channel), the chosen `scale_factor`, and the
+autoencoder's hash. The folder appears only when complete; the report adds
+where the shards were encoded (`tasks`).
 """
 
 from __future__ import annotations
@@ -18,26 +22,27 @@ import logging
 import os
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ldm.autoencoder.checkpoint import autoencoder_sha256, load_autoencoder
+from ldm.autoencoder.checkpoint import autoencoder_sha256, load_autoencoder, read_card
 from ldm.autoencoder.model import Autoencoder
-from ldm.data.loader import loader_options, to_tensor
+from ldm.data.loader import loader_options
 from ldm.data.loader_config import LoaderSettings
-from ldm.data.schema import KEY, LatentSample, image_of
-from ldm.data.shards import read_shards, sha256_file, write_shard
-from ldm.errors import InputNotFound, InvalidInput
-from ldm.latents.encode import encode_latents
+from ldm.data.schema import KEY
+from ldm.data.shards import sha256_file
+from ldm.errors import InputNotFound
+from ldm.latents.shards import EncodeSettings, EncodeTask, ShardJob, encode_shard, encode_shard_task, read_shard_images, write_latent_shard
 from ldm.latents.stats import PAIRS, measure_latent_stats, write_stats
 from ldm.placement import is_launch_rank_zero
+from ldm.parallel import TaskLog, TaskRecord, map_tasks, task_pool
 from ldm.reports import write_json
 from stages.cli import arg, stage_main
 from stages.params import Params, lineage
@@ -56,46 +61,27 @@ class Paths:
     report: Path = arg("output JSON: the scale factor and the statistics behind it")
 
 
-@dataclass(frozen=True)
-class Job:
-    """One input shard and the name of its latent shard under the output folder."""
-
-    source: str
-    name: str  # "train-000000.tar" or "pairs/train-000000.tar"
-
-
 class ShardJobs(Dataset):
     """Each item is one whole decoded shard: its raw samples and images [N x 3 x H x W] in [-1, 1]."""
 
-    def __init__(self, jobs: list[Job]):
+    def __init__(self, jobs: list[ShardJob]):
         self.jobs = jobs
 
     def __len__(self) -> int:
         return len(self.jobs)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        job = self.jobs[index]
-        raws, images, key = [], [], "(before the first sample)"
-        try:
-            for raw in read_shards([job.source]):
-                key = raw[KEY]
-                images.append(to_tensor(image_of(raw)))
-                raws.append(raw)
-        except Exception as exc:  # noqa: BLE001 - tar and image errors alike name the shard and key
-            raise InvalidInput(f"{job.source}: sample {key}: {exc}; re-run the stage that wrote it") from None
-        if not raws:
-            raise InvalidInput(f"{job.source}: holds no samples; re-run the stage that wrote it")
-        return {"name": job.name, "raws": raws, "x": torch.stack(images)}
+        raws, x = read_shard_images(self.jobs[index].source)
+        return {"name": self.jobs[index].name, "raws": raws, "x": x}
 
 
 class CacheModule(pl.LightningModule):
     """Lightning's predict loop over whole shards: this rank's share, encoded in fixed-size batches."""
 
-    def __init__(self, autoencoder: Autoencoder, jobs: list[Job], *, posterior: str, seed: int, batch_size: int,
-                 loader: LoaderSettings):
+    def __init__(self, autoencoder: Autoencoder, jobs: list[ShardJob], settings: EncodeSettings, loader: LoaderSettings):
         super().__init__()
         self.autoencoder = autoencoder
-        self.jobs, self.posterior, self.seed, self.batch_size, self.loader = jobs, posterior, seed, batch_size, loader
+        self.jobs, self.settings, self.loader = jobs, settings, loader
 
     def predict_dataloader(self) -> DataLoader:
         # Shard i goes to rank i mod world: no padding, no shard written twice. Workers read and decode
@@ -104,61 +90,86 @@ class CacheModule(pl.LightningModule):
         return DataLoader(Subset(ShardJobs(self.jobs), mine), batch_size=None, **loader_options(self.loader))
 
     def predict_step(self, shard: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        x, keys = shard["x"].to(self.device), [raw[KEY] for raw in shard["raws"]]
-        z = torch.cat([
-            encode_latents(self.autoencoder, x[i : i + self.batch_size], keys[i : i + self.batch_size],
-                           posterior=self.posterior, seed=self.seed)  # type: ignore[arg-type]
-            for i in range(0, len(keys), self.batch_size)
-        ])  # (N, D, h, w)
-        return {"name": shard["name"], "raws": shard["raws"], "z": z.cpu().numpy()}
+        keys = [raw[KEY] for raw in shard["raws"]]
+        z = encode_shard(self.autoencoder, shard["x"].to(self.device), keys, self.settings)  # (N, D, h, w)
+        return {"name": shard["name"], "raws": shard["raws"], "z": z}
 
 
 class ShardWriter(BasePredictionWriter):
-    """Writes each encoded shard through the one shard writer (deterministic, atomic)."""
+    """Writes each encoded shard through the one latent shard writer (deterministic, atomic)."""
 
-    def __init__(self, staging: Path, dtype: str, autoencoder_hash: str):
+    def __init__(self, staging: Path, settings: EncodeSettings):
         super().__init__(write_interval="batch")
-        self.staging, self.dtype, self.autoencoder_hash = staging, np.dtype(dtype), autoencoder_hash
+        self.staging, self.settings = staging, settings
 
     def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any, *_: Any) -> None:
-        path = self.staging / prediction["name"]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_shard(path, (LatentSample.of_source(raw, z.astype(self.dtype), autoencoder_sha256=self.autoencoder_hash)
-                           for raw, z in zip(prediction["raws"], prediction["z"])))
+        write_latent_shard(self.staging / prediction["name"], prediction["raws"], prediction["z"], self.settings)
 
 
-def _jobs(paths: Paths, params: Params) -> list[Job]:
-    jobs = [Job(str(p), p.name) for p in sorted(paths.images.glob("*.tar"))]
+def _jobs(paths: Paths, params: Params) -> list[ShardJob]:
+    jobs = [ShardJob(str(p), p.name) for p in sorted(paths.images.glob("*.tar"))]
     if not jobs:
         raise InputNotFound(f"{paths.images}: no image shards; run the download stage first (dvc repro download)")
     if params.cache_latents.pairs:
         if not any(paths.pairs.glob("*.tar")):
             raise InputNotFound(f"{paths.pairs}: no pair shards; run `dvc repro degrade` or set cache_latents.pairs: false")
-        jobs += [Job(str(p), f"{PAIRS}/{p.name}") for p in sorted(paths.pairs.glob("*.tar"))]
+        jobs += [ShardJob(str(p), f"{PAIRS}/{p.name}") for p in sorted(paths.pairs.glob("*.tar"))]
     return jobs
+
+
+def on_task_pool(params: Params) -> bool:
+    """The CPU path: no GPU in use, and more than one worker or a Dask cluster to spread the shards over."""
+    p = params.cache_latents
+    cpu = p.accelerator == "cpu" or (p.accelerator == "auto" and not torch.cuda.is_available())
+    return cpu and (p.workers > 1 or bool(params.cluster.address))
+
+
+def _encode_in_lightning(params: Params, paths: Paths, jobs: list[ShardJob], staging: Path,
+                         settings: EncodeSettings) -> tuple[int, TaskRecord]:
+    """Every shard through Lightning's predict loop on this process's rank: (global rank, the record)."""
+    p, start = params.cache_latents, time.perf_counter()
+    model, _ = load_autoencoder(paths.model)
+    trainer = pl.Trainer(**p.placement().to_dict(), precision="32-true",
+                         logger=False, enable_model_summary=False, use_distributed_sampler=False,
+                         callbacks=[ShardWriter(staging, settings)])
+    trainer.predict(CacheModule(model, jobs, settings, p.loader_settings()), return_predictions=False)
+    trainer.strategy.barrier("cache_latents")
+    where = f"lightning {trainer.accelerator.__class__.__name__.removesuffix('Accelerator').lower()}"
+    return trainer.global_rank, TaskRecord(len(jobs), where, trainer.world_size, (), round(time.perf_counter() - start, 3))
+
+
+def _encode_on_task_pool(params: Params, paths: Paths, jobs: list[ShardJob], staging: Path,
+                         settings: EncodeSettings) -> TaskRecord:
+    """Every shard as one task of the local pool or the Dask cluster; each worker loads the model once."""
+    p, cluster, tasks = params.cache_latents, params.cluster, TaskLog()
+    work = [EncodeTask(ShardJob(str(Path(job.source).resolve()), job.name), str(staging.resolve()), str(paths.model.resolve()),
+                       settings, p.threads) for job in jobs]  # absolute paths: a worker's cwd is its own
+    with task_pool(p.workers, cluster.address, cluster.timeout_s) as pool:
+        for _ in map_tasks(pool, encode_shard_task, work, [job.name for job in jobs], retries=cluster.retries,
+                           log_to=tasks, desc="encode"):
+            pass
+    return tasks.record()
 
 
 def run(params: Params, paths: Paths) -> dict | None:
     """Encode, measure, write; stats.json's content on rank 0 (None on the other ranks)."""
     p = params.cache_latents
     torch.set_num_threads(p.threads)
-    model, card = load_autoencoder(paths.model)
+    card = read_card(paths.model)
     ae_hash = autoencoder_sha256(paths.model)
     jobs = _jobs(paths, params)
+    settings = EncodeSettings(p.posterior, p.seed, p.batch_size, p.dtype, ae_hash)
     staging = paths.out.with_name(f".{paths.out.name}.partial")
     if is_launch_rank_zero():
         shutil.rmtree(staging, ignore_errors=True)  # other ranks start writing only after every rank has joined
     staging.mkdir(parents=True, exist_ok=True)
-    trainer = pl.Trainer(**p.placement().to_dict(), precision="32-true",
-                         logger=False, enable_model_summary=False, use_distributed_sampler=False,
-                         callbacks=[ShardWriter(staging, p.dtype, ae_hash)])
-    module = CacheModule(model, jobs, posterior=p.posterior, seed=p.seed, batch_size=p.batch_size,
-                         loader=p.loader_settings())
-    trainer.predict(module, return_predictions=False)
-    trainer.strategy.barrier("cache_latents")
-    if trainer.global_rank != 0:
+    if on_task_pool(params):
+        rank, tasks = 0, _encode_on_task_pool(params, paths, jobs, staging, settings)
+    else:
+        rank, tasks = _encode_in_lightning(params, paths, jobs, staging, settings)
+    if rank != 0:
         return None
-    measured = measure_latent_stats(staging, kind=model.config.kind, batch_size=p.batch_size, rule=p.scale_rule,
+    measured = measure_latent_stats(staging, kind=card.model.kind, batch_size=p.batch_size, rule=p.scale_rule,
                                     fixed=p.scale_value, std_tolerance=p.std_tolerance)
     stats = dataclasses.replace(
         measured, autoencoder_sha256=ae_hash, autoencoder_preset=card.preset, posterior=p.posterior, dtype=p.dtype,
@@ -167,7 +178,7 @@ def run(params: Params, paths: Paths) -> dict | None:
     write_stats(staging, stats)
     shutil.rmtree(paths.out, ignore_errors=True)
     os.replace(staging, paths.out)
-    write_json(paths.report, stats.report())
+    write_json(paths.report, {**stats.report(), "tasks": tasks.to_dict()})
     for warning in stats.warnings:
         log.warning("%s", warning)
     log.info("cached %d latents; scale_factor %.5f (dataset std %.5f, first batch std %.5f); scaled std %.4f",

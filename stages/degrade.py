@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from ldm.data.grids import save_grid
 from ldm.data.schema import ImageSample, PairSample
@@ -29,7 +28,7 @@ from ldm.data.shards import AtomicFolder, read_shards, sha256_file, write_shard
 from ldm.degradation import MIN_LR_SIDE, DegradationError, degrade
 from ldm.errors import InputNotFound
 from ldm.metrics.quality import psnr
-from ldm.parallel import task_pool
+from ldm.parallel import TaskLog, map_tasks, task_pool
 from ldm.reports import write_json
 from ldm.seeding import key_seed
 from stages.cli import arg, stage_main
@@ -135,12 +134,13 @@ def run(params: Params, paths: Paths) -> dict:
         raise InputNotFound(f"{paths.images}: no image shards; run the download stage first (dvc repro download)")
     job_cfg = {"seed": cfg.seed, "scale": cfg.scale, "variant": cfg.variant, "repeats": cfg.degradations_per_image}
     merged: dict = {"ops": Counter(), "blur_ksize": Counter(), "jpeg_quality": Counter(), "noise": [], "psnr": []}
-    shards, counts = {}, Counter()
+    shards, counts, tasks = {}, Counter(), TaskLog()
     with AtomicFolder(paths.out) as staging:
-        # Absolute paths: a Dask worker's working directory is not this stage's.
-        jobs = [(str(src.absolute()), str((staging / src.name).absolute()), job_cfg) for src in sources]
+        jobs = [(str(src.resolve()), str(staging.resolve() / src.name), job_cfg) for src in sources]  # a worker's cwd is its own
         with task_pool(cfg.workers, params.cluster.address, params.cluster.timeout_s) as pool:
-            for src, stats in tqdm(zip(sources, pool.map(_shard_job, jobs)), total=len(jobs), desc="degrade", unit="shard"):
+            results = map_tasks(pool, _shard_job, jobs, [src.name for src in sources], retries=params.cluster.retries,
+                                log_to=tasks, desc="degrade")
+            for src, stats in zip(sources, results):
                 shards[src.name] = {"samples": stats["samples"], "sha256": stats["sha256"]}
                 counts[src.name.split("-")[0]] += stats["samples"]
                 for name in ("ops", "blur_ksize", "jpeg_quality"):
@@ -159,6 +159,7 @@ def run(params: Params, paths: Paths) -> dict:
         "jpeg_qualities": {str(k): v for k, v in sorted(merged["jpeg_quality"].items())},
         "noise_sigma_255": _quantiles(merged["noise"]),
         "psnr_bicubic_up_db": _quantiles(merged["psnr"]),
+        "tasks": tasks.record().to_dict(),
         "lineage": lineage({"data": params.data, "degrade": cfg}, {src.name: sha256_file(src) for src in sources}),
     }
     write_json(paths.report, report)

@@ -25,9 +25,8 @@ import hashlib
 import logging
 import os
 import sys
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +43,7 @@ from ldm.data.order import write_order
 from ldm.data.schema import ImageSample
 from ldm.data.shards import AtomicFolder, sha256_file, write_split
 from ldm.errors import UserError
-from ldm.parallel import task_pool
+from ldm.parallel import TaskLog, TaskPool, map_tasks, task_pool
 from ldm.reports import write_json
 from stages.cli import arg, stage_main
 from stages.params import Params, lineage
@@ -136,24 +135,6 @@ def _probe(job: tuple[str, str, int]) -> tuple[int, str | None, str]:
     return size, reason, digest
 
 
-def _ordered_map(pool: Executor, fn: Callable, jobs: Iterable, ahead: int) -> Iterator:
-    """`fn` over `jobs` in `pool`, results in job order, at most `ahead` jobs in flight (bounded memory)."""
-    pending: deque[Future] = deque()
-    for job in jobs:
-        if len(pending) == ahead:
-            yield pending.popleft().result()
-        pending.append(pool.submit(fn, job))
-    while pending:
-        yield pending.popleft().result()
-
-
-def _same_size_digests(pool: Executor, items: list[Item], probes: list[tuple[int, str | None, str]]) -> dict[str, str]:
-    """sha256 by name of the usable inputs whose byte size another one shares: the only possible duplicates."""
-    sizes = Counter(size for size, reason, _ in probes if reason is None)
-    shared = [item for item, (size, reason, _) in zip(items, probes) if reason is None and sizes[size] > 1]
-    return dict(zip((item.relpath for item in shared), pool.map(sha256_file, [str(Path(item.path).absolute()) for item in shared], chunksize=16)))
-
-
 class _Collector:
     """Checks the inputs in listed order (pass 1), then decodes each split in write order (pass 2)."""
 
@@ -164,11 +145,25 @@ class _Collector:
         self.converted: list[dict] = []
         self.inputs: dict[str, str] = {}
         self.splits: dict[str, list[Item]] = {split: [] for split in SPLITS}
+        self.tasks = TaskLog()
 
-    def pool(self) -> AbstractContextManager[Executor]:
+    def pool(self) -> AbstractContextManager[TaskPool]:
         """The local process pool, or the Dask cluster of `cluster.address`."""
         cluster = self.params.cluster
         return task_pool(self.params.download.workers, cluster.address, cluster.timeout_s)
+
+    def map(self, pool: TaskPool, fn: Callable, jobs: list, items: list[Item], desc: str, ahead: int = 0) -> Iterator:
+        """`fn` over `jobs` (one per input of `items`, absolute paths: a worker's cwd is its own) on `pool`:
+        in order, retried, counted in `tasks`."""
+        return map_tasks(pool, fn, jobs, [item.relpath for item in items], retries=self.params.cluster.retries,
+                         log_to=self.tasks, desc=desc, ahead=ahead)
+
+    def digests(self, pool: TaskPool, items: list[Item], probes: list[tuple[int, str | None, str]]) -> dict[str, str]:
+        """sha256 by name of the usable inputs whose byte size another one shares: the only possible duplicates."""
+        sizes = Counter(size for size, reason, _ in probes if reason is None)
+        shared = [item for item, (size, reason, _) in zip(items, probes) if reason is None and sizes[size] > 1]
+        paths = [Path(item.path).resolve() for item in shared]
+        return dict(zip((item.relpath for item in shared), self.map(pool, sha256_file, paths, shared, "hash")))
 
     def skip(self, name: str, reason: str) -> None:
         if self.params.download.on_bad_input == "fail":
@@ -178,10 +173,10 @@ class _Collector:
 
     def plan(self, items: list[Item]) -> None:
         """Pass 1: unusable and duplicate inputs skipped in listed order (the first copy stays); the rest split."""
-        jobs = [(item.relpath, str(Path(item.path).absolute()), self.params.data.resolution) for item in items]  # any worker's cwd
+        jobs = [(item.relpath, str(Path(item.path).resolve()), self.params.data.resolution) for item in items]
         with self.pool() as pool:
-            probes = list(tqdm(pool.map(_probe, jobs, chunksize=64), total=len(jobs), desc="check", unit="file"))
-            digests = _same_size_digests(pool, items, probes)
+            probes = list(self.map(pool, _probe, jobs, items, "check"))
+            digests = self.digests(pool, items, probes)
         seen: dict[str, str] = {}
         for item, (_, reason, digest) in zip(items, probes):
             digest = digest or digests.get(item.relpath, "")
@@ -199,11 +194,12 @@ class _Collector:
         """Pass 2: the split's inputs decoded in write order (`write_order` of their names) into shard samples."""
         listed = self.splits[split]
         items = [listed[i] for i in write_order([item.relpath for item in listed], self.params.download.seed)]
-        jobs = [(item.relpath, str(Path(item.path).absolute()), self.params.data.resolution) for item in items]  # any worker's cwd
+        jobs = [(item.relpath, str(Path(item.path).resolve()), self.params.data.resolution) for item in items]
         labels = {name: index for index, name in enumerate(self.class_names)}
         workers = self.params.download.workers
         with self.pool() as pool:
-            for item, (name, sample, reason, notes, digest) in zip(items, _ordered_map(pool, _prepare, jobs, 4 * workers)):
+            for item, (name, sample, reason, notes, digest) in zip(items, self.map(pool, _prepare, jobs, items, f"decode {split}",
+                                                                                  ahead=4 * workers)):
                 if digest:
                     self.inputs[name] = digest
                 if reason is not None:  # corrupt pixel data past a good header
@@ -282,7 +278,9 @@ def run(params: Params, paths: Paths) -> dict:
     with AtomicFolder(paths.out) as staging:
         for split in SPLITS:
             counter: Counter = Counter()
-            stream = tqdm(_count(streams[split], counter), desc=f"write {split}", unit="img")
+            stream = _count(streams[split], counter)
+            if collector is None:  # the decode tasks of a folder or manifest count themselves
+                stream = tqdm(stream, desc=f"write {split}", unit="img")
             for info in write_split(stream, staging, split, params.data.shard_size):
                 shards[info.name] = {"samples": info.samples, "sha256": info.sha256}
             classes[split] = {class_names[label]: n for label, n in sorted(counter.items())}
@@ -297,6 +295,7 @@ def run(params: Params, paths: Paths) -> dict:
         "skipped": _by_input(collector.skipped) if collector else [],
         "converted": _by_input(collector.converted) if collector else [],
         "ignored": collector.ignored if collector else [],
+        "tasks": (collector.tasks if collector else TaskLog(0, "in process", 1)).record().to_dict(),
         "lineage": lineage({"data": params.data, "download": params.download}, inputs),
     }
     write_json(paths.report, report)

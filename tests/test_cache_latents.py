@@ -36,8 +36,9 @@ def inputs(tmp_path_factory, save_autoencoder) -> Path:
     return out
 
 
-def _run(inputs: Path, out: Path, model: str = "kl", **cache) -> dict:
-    params = parse_params({"data": DATA, "cache_latents": {"batch_size": 16, "accelerator": "cpu", "devices": 1, **cache}})
+def _run(inputs: Path, out: Path, model: str = "kl", cluster: dict | None = None, **cache) -> dict:
+    params = parse_params({"data": DATA, "cluster": cluster or {},
+                           "cache_latents": {"batch_size": 16, "accelerator": "cpu", "devices": 1, **cache}})
     return run(params, Paths(inputs / "images", inputs / "pairs", inputs / model, out / "latents", out / "report.json"))
 
 
@@ -76,6 +77,23 @@ def test_two_runs_are_byte_identical(inputs, tmp_path):
     two = json.loads((tmp_path / "two" / "latents" / "stats.json").read_text())
     one["lineage"].pop("code_version"), two["lineage"].pop("code_version")
     assert one == two
+
+
+@pytest.mark.slow
+def test_the_task_pool_writes_lightnings_bytes_for_any_worker_count(inputs, tmp_path):
+    """On the CPU, workers > 1 or a Dask cluster encode shard by shard as tasks: the same shards and stats.json."""
+    distributed = pytest.importorskip("distributed")
+    _run(inputs, tmp_path / "lightning", posterior="sample", threads=1)
+    _run(inputs, tmp_path / "two", posterior="sample", threads=1, workers=2)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+        _run(inputs, tmp_path / "dask", posterior="sample", threads=1, cluster={"address": cluster.scheduler_address})
+    reports = {run: json.loads((tmp_path / run / "report.json").read_text())["tasks"] for run in ("lightning", "two", "dask")}
+    assert reports["lightning"]["where"] == "lightning cpu" and reports["two"]["where"] == "local"
+    assert reports["dask"]["where"] == f"dask {cluster.scheduler_address}" and reports["dask"]["workers"] == 2
+    assert {r["total"] for r in reports.values()} == {len(_tar_bytes(tmp_path / "lightning" / "latents"))}
+    for run in ("two", "dask"):
+        assert _tar_bytes(tmp_path / run / "latents") == _tar_bytes(tmp_path / "lightning" / "latents")
+        assert (tmp_path / run / "latents" / "stats.json").read_bytes() == (tmp_path / "lightning" / "latents" / "stats.json").read_bytes()
 
 
 def test_posterior_sample_differs_from_mode_and_batch_does_not_matter(one_thread):

@@ -63,6 +63,8 @@ def test_download_and_degrade_on_a_local_cluster_write_the_serial_bytes(photos, 
     pairs_serial = _degrade(tmp_path / "serial" / "images", tmp_path / "serial")
     pairs_dask = _degrade(tmp_path / "serial" / "images", tmp_path / "dask", local_cluster)
     assert pairs_serial["shards"] == pairs_dask["shards"] and len(pairs_serial["shards"]) >= 3
+    assert (pairs_dask["tasks"]["where"], pairs_dask["tasks"]["total"]) == (f"dask {local_cluster}", len(pairs_dask["shards"]))
+    assert (dask["tasks"]["where"], serial["tasks"]["where"], serial["tasks"]["retried"]) == (f"dask {local_cluster}", "local", [])
     assert _tar_bytes(tmp_path / "serial" / "pairs") == _tar_bytes(tmp_path / "dask" / "pairs")
 
 

@@ -150,6 +150,28 @@ def test_stages_retry_transient_failures_only(prefect_harness, tmp_path, capsys)
     assert (attempts / "broken").read_text() == "x"  # a stage's own failure is not retried
 
 
+@pytest.mark.slow
+def test_stage_tasks_run_on_a_dask_cluster_under_prefect(prefect_harness, root, tmp_path, monkeypatch):
+    """orchestrate.task_runner dask: the stage task on a temporary LocalCluster, the stage's shard tasks on it too."""
+    from flows.pipeline import pipeline
+    from stages import degrade, download
+    from stages.params import parse_params
+
+    monkeypatch.setenv("PYTHONPATH", str(root))  # the Dask workers and the stage command import this checkout
+    raw = {"data": {"resolution": 32, "shard_size": 4}, "degrade": {"workers": 1, "grid_pairs": 2}}
+    params = parse_params({**raw, "download": {"embedded": {"train_crops": 8, "val_crops": 4}}})
+    download.run(params, download.Paths(tmp_path / "images", tmp_path / "download.json", tmp_path / "cache"))
+    degrade.run(params, degrade.Paths(tmp_path / "images", tmp_path / "pairs", tmp_path / "degrade.json", tmp_path / "grid.png"))
+    cmd = "python -m stages.degrade --params params.yaml --images images --out pairs --report degrade.json --grid grid.png"
+    repo = _toy_repo(tmp_path / "repo", {"degrade": {"cmd": cmd, "deps": ["images"], "outs": ["pairs"]}},
+                     {**raw, "orchestrate": {"task_runner": "dask", "retries": 0}})
+    shutil.copytree(tmp_path / "images", repo / "images")
+    assert pipeline(workdir=str(repo), push=False, release=False)["stages"] == {"degrade": "ran"}
+    tasks = json.loads((repo / "degrade.json").read_text())["tasks"]
+    assert tasks["where"].startswith("dask tcp://") and tasks["total"] == 3
+    assert {p.name: p.read_bytes() for p in (repo / "pairs").glob("*.tar")} == {p.name: p.read_bytes() for p in (tmp_path / "pairs").glob("*.tar")}
+
+
 def test_evaluate_release_runs_the_real_evaluate_stage_on_a_pulled_release(prefect_harness, ldm_inputs, root, tmp_path):
     """Train tiny models, evaluate and publish them, pull the release by alias, evaluate it again: same numbers."""
     from flows.evaluate import evaluate_command, evaluate_release

@@ -12,18 +12,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError, model_validator
+from pydantic import ValidationError, model_validator
 
 from ldm.autoencoder.presets import preset_config as autoencoder_config
 from ldm.latent_diffusion.config import LDMConfig
 from ldm.latent_diffusion.presets import preset_config
 from ldm.latent_diffusion.settings import paired_config
 from stages.params.base import ParamsError, Section, dataclass_section, describe, to_config
-from stages.params.data import ClusterParams, DataParams, DegradeParams, DownloadParams
+from stages.params.data import ADDRESS_ENV, ClusterParams, DataParams, DegradeParams, DownloadParams
 from stages.params.checks import check_consistency
 from stages.params.models import (
     AutoencoderParams,
@@ -37,7 +38,7 @@ from stages.params.models import (
 from stages.params.recipes import preset_recipe, resolve
 from stages.params.storage import OrchestrateParams, StorageParams
 
-__all__ = ["AutoencoderParams", "CacheLatentsParams", "ClusterParams", "DataParams", "DegradeParams", "DownloadParams", "EvaluateParams",
+__all__ = ["ADDRESS_ENV", "AutoencoderParams", "CacheLatentsParams", "ClusterParams", "DataParams", "DegradeParams", "DownloadParams", "EvaluateParams",
            "OrchestrateParams", "Params", "ParamsError", "SamplingParams", "Section", "StorageParams",
            "TrainAutoencoderParams", "TrainLDMParams", "TrainSRParams", "dataclass_section", "load_params",
            "lineage", "params_hash", "parse_params", "read_raw", "recipe_lineage", "to_config"]
@@ -108,23 +109,27 @@ def read_raw(path: str | Path = "params.yaml") -> dict[str, Any]:
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate params.yaml."""
-    return parse_params(read_raw(path), str(path))
+    """Read and validate params.yaml; $LDM_CLUSTER_ADDRESS, when set, is the cluster.address in force."""
+    raw = read_raw(path)
+    cluster = raw.get("cluster") or {}
+    if os.environ.get(ADDRESS_ENV) and isinstance(cluster, dict):  # where tasks run, never what they write: not for DVC
+        raw = {**raw, "cluster": {**cluster, "address": os.environ[ADDRESS_ENV]}}
+    return parse_params(raw, str(path))
 
 
-def params_hash(section: BaseModel) -> str:
-    """sha256 of a section's canonical JSON: the lineage key of a stage's settings."""
-    text = json.dumps(section.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+def params_hash(section: Section) -> str:
+    """sha256 of a section's canonical JSON (runtime keys left out): the lineage key of a stage's settings."""
+    text = json.dumps(section.recorded(), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def lineage(sections: dict[str, BaseModel], inputs: dict[str, str], recipe: dict | None = None) -> dict:
+def lineage(sections: dict[str, Section], inputs: dict[str, str], recipe: dict | None = None) -> dict:
     """The lineage block of a report: each params section (resolved: the recipe included) with its hash, input
     hashes, code version, and for a training stage where its recipe came from (`recipe_lineage`)."""
     from ldm.reports import code_version
 
     block = {
-        "params": {name: section.model_dump(mode="json") for name, section in sections.items()},
+        "params": {name: section.recorded() for name, section in sections.items()},
         "params_sha256": {name: params_hash(section) for name, section in sections.items()},
         "inputs_sha256": dict(sorted(inputs.items())),
         "code_version": code_version(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Strict, create_model, model_validator
 
@@ -20,6 +20,12 @@ class Section(BaseModel):
     """A frozen section of params.yaml that rejects unknown keys and silent coercions."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # Keys that say how a stage runs (how many workers), never what it writes: left out of lineage and hashes.
+    runtime: ClassVar[frozenset[str]] = frozenset()
+
+    def recorded(self) -> dict[str, Any]:
+        """The section as lineage records it: JSON values, runtime keys left out."""
+        return self.model_dump(mode="json", exclude=set(self.runtime))
 
 
 def dataclass_section(config: type, name: str, defaults: Any = None) -> type[Section]:

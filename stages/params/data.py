@@ -58,6 +58,7 @@ class DownloadParams(Section):
     seed: int = Field(0, ge=0)
     on_bad_input: Literal["skip", "fail"] = "skip"
     workers: int = Field(2, ge=1, le=64, description="processes decoding folder or manifest images")
+    runtime = frozenset({"workers"})
     embedded: EmbeddedParams = EmbeddedParams()
     folder: FolderParams = FolderParams()
     manifest: ManifestParams = ManifestParams()
@@ -71,7 +72,11 @@ class DegradeParams(Section):
     degradations_per_image: int = Field(1, ge=1, le=64)
     seed: int = Field(0, ge=0)
     workers: int = Field(2, ge=1, le=64, description="processes, one shard each; the output does not depend on it")
+    runtime = frozenset({"workers"})
     grid_pairs: int = Field(16, ge=1, le=256, description="HR | LR pairs in reports/degrade.png")
+
+
+ADDRESS_ENV = "LDM_CLUSTER_ADDRESS"  # set by the pipeline flow on a Dask worker: its scheduler, over cluster.address
 
 
 class ClusterParams(Section):
@@ -79,3 +84,4 @@ class ClusterParams(Section):
 
     address: str = Field("", description='"" = local processes; a Dask scheduler (tcp://host:8786) or its scheduler file')
     timeout_s: float = Field(30.0, gt=0.0, le=3600.0, description="seconds to wait for the scheduler")
+    retries: int = Field(2, ge=0, le=20, description="more attempts of a task that failed on I/O, the network or a lost worker")

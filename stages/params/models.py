@@ -103,6 +103,9 @@ class CacheLatentsParams(Loading, Placed):
     scale_value: float = Field(1.0, gt=0.0, description="the factor when scale_rule is fixed")
     std_tolerance: float = Field(0.02, gt=0.0, le=1.0, description="warn when the scaled std is further than this from 1")
     threads: int = Field(2, ge=1, le=256, description="CPU threads for torch")
+    workers: int = Field(1, ge=1, le=256, description="on the CPU: > 1 encodes shards on the task pool; the bytes do not depend on it")
+
+    runtime = frozenset({"workers"})
 
 
 LDMRecipe = dataclass_section(LDMTrainConfig, "LDMRecipe")

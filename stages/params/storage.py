@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, Strict, ValidationInfo, field_validator
 
@@ -60,6 +60,9 @@ class OrchestrateParams(Section):
     retry_delay_s: float = Field(60.0, ge=0.0, le=3600.0)
     lock_timeout_s: float = Field(0.0, ge=0.0, description="wait for another run's workspace lock; 0: fail at once")
     push: bool = True
+    task_runner: Literal["threads", "dask"] = Field(
+        "threads", description="where the stage tasks run: Prefect's threads, or prefect-dask's DaskTaskRunner on "
+                               "cluster.address (a temporary LocalCluster when it is empty), the stages' own tasks with them")
     release: ReleaseParams = ReleaseParams()
 
     @field_validator("cron")
