@@ -8,7 +8,8 @@ unscaled, class, caption, metadata), `pairs/{train,val}-NNNNNN.tar` (the HR
 latent with its LR image) and `stats.json` (`LatentStats`): the paper's
 first-batch estimate of the latent std, the dataset-level one (streaming,
 overall and per channel), the chosen `scale_factor`, and the autoencoder's
-hash. The folder appears only when complete.
+hash. The folder appears only when complete; an s3://bucket/prefix output is
+built locally, then uploaded with stats.json last (`ldm.data.remote.publish`).
 """
 
 from __future__ import annotations
@@ -30,16 +31,19 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ldm.autoencoder.checkpoint import autoencoder_sha256, load_autoencoder
 from ldm.autoencoder.model import Autoencoder
+from ldm.data import remote
 from ldm.data.loader import loader_options, to_tensor
 from ldm.data.loader_config import LoaderSettings
+from ldm.data.location import Location, name_of
 from ldm.data.schema import KEY, LatentSample, image_of
-from ldm.data.shards import read_shards, sha256_file, write_shard
+from ldm.data.shards import read_shards, require_complete, sha256_file, write_shard
 from ldm.errors import InputNotFound, InvalidInput
 from ldm.latents.encode import encode_latents
-from ldm.latents.stats import PAIRS, measure_latent_stats, write_stats
+from ldm.latents.stats import PAIRS, STATS, measure_latent_stats, write_stats
 from ldm.reports import write_json
+from ldm.storage.settings import S3Settings
 from stages.cli import arg, stage_main
-from stages.params import Params, lineage
+from stages.params import Params, lineage, to_config
 
 log = logging.getLogger("stages.cache_latents")
 
@@ -48,10 +52,10 @@ log = logging.getLogger("stages.cache_latents")
 class Paths:
     """The stage's inputs and outputs, as dvc.yaml names them."""
 
-    images: Path = arg("folder of {train,val}-NNNNNN.tar image shards")
-    pairs: Path = arg("folder of the degrade stage's pair shards (read when cache_latents.pairs is true)")
+    images: Location = arg("folder or s3://bucket/prefix of {train,val}-NNNNNN.tar image shards")
+    pairs: Location = arg("folder or s3:// prefix of the degrade stage's pair shards (read when cache_latents.pairs is true)")
     model: Path = arg("the trained autoencoder folder")
-    out: Path = arg("output latent cache folder (shards + stats.json)")
+    out: Location = arg("output latent cache folder or s3://bucket/prefix (shards + stats.json, written last)")
     report: Path = arg("output JSON: the scale factor and the statistics behind it")
 
 
@@ -67,7 +71,7 @@ class ShardJobs(Dataset):
     """Each item is one whole decoded shard: its raw samples and images [N x 3 x H x W] in [-1, 1]."""
 
     def __init__(self, jobs: list[Job]):
-        self.jobs = jobs
+        self.jobs, self.s3 = jobs, remote.current()  # the settings travel to the loader workers with the dataset
 
     def __len__(self) -> int:
         return len(self.jobs)
@@ -76,7 +80,7 @@ class ShardJobs(Dataset):
         job = self.jobs[index]
         raws, images, key = [], [], "(before the first sample)"
         try:
-            for raw in read_shards([job.source]):
+            for raw in read_shards([job.source], self.s3):
                 key = raw[KEY]
                 images.append(to_tensor(image_of(raw)))
                 raws.append(raw)
@@ -127,13 +131,16 @@ class ShardWriter(BasePredictionWriter):
 
 
 def _jobs(paths: Paths, params: Params) -> list[Job]:
-    jobs = [Job(str(p), p.name) for p in sorted(paths.images.glob("*.tar"))]
+    require_complete(paths.images, "download")
+    jobs = [Job(url, name_of(url)) for url in remote.glob(paths.images, "*.tar")]
     if not jobs:
         raise InputNotFound(f"{paths.images}: no image shards; run the download stage first (dvc repro download)")
     if params.cache_latents.pairs:
-        if not any(paths.pairs.glob("*.tar")):
+        require_complete(paths.pairs, "degrade")
+        pairs = remote.glob(paths.pairs, "*.tar")
+        if not pairs:
             raise InputNotFound(f"{paths.pairs}: no pair shards; run `dvc repro degrade` or set cache_latents.pairs: false")
-        jobs += [Job(str(p), f"{PAIRS}/{p.name}") for p in sorted(paths.pairs.glob("*.tar"))]
+        jobs += [Job(url, f"{PAIRS}/{name_of(url)}") for url in pairs]
     return jobs
 
 
@@ -141,10 +148,11 @@ def run(params: Params, paths: Paths) -> dict | None:
     """Encode, measure, write; stats.json's content on rank 0 (None on the other ranks)."""
     p = params.cache_latents
     torch.set_num_threads(p.threads)
+    remote.configure(to_config(params.storage.s3, S3Settings))
     model, card = load_autoencoder(paths.model)
     ae_hash = autoencoder_sha256(paths.model)
     jobs = _jobs(paths, params)
-    staging = paths.out.with_name(f".{paths.out.name}.partial")
+    staging = remote.staging_for(paths.out)
     if int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0:
         shutil.rmtree(staging, ignore_errors=True)  # other ranks start writing only after every rank has joined
     staging.mkdir(parents=True, exist_ok=True)
@@ -162,10 +170,9 @@ def run(params: Params, paths: Paths) -> dict | None:
     stats = dataclasses.replace(
         measured, autoencoder_sha256=ae_hash, autoencoder_preset=card.preset, posterior=p.posterior, dtype=p.dtype,
         shards={job.name: sha256_file(staging / job.name) for job in jobs},
-        lineage=lineage({"cache_latents": p}, {"autoencoder": ae_hash, **{job.name: sha256_file(job.source) for job in jobs}}))
+        lineage=lineage({"cache_latents": p}, {"autoencoder": ae_hash, **{job.name: remote.sha256_of(job.source) for job in jobs}}))
     write_stats(staging, stats)
-    shutil.rmtree(paths.out, ignore_errors=True)
-    os.replace(staging, paths.out)
+    remote.publish(staging, paths.out, STATS)
     write_json(paths.report, stats.report())
     for warning in stats.warnings:
         log.warning("%s", warning)

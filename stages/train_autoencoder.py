@@ -25,14 +25,17 @@ from ldm.autoencoder.lightning_module import AutoencoderModule, NonFiniteLossErr
 from ldm.autoencoder.losses import MissingWeightsError, build_lpips
 from ldm.autoencoder.presets import preset_config
 from ldm.autoencoder.report import evaluate_autoencoder, reconstruction_grid
+from ldm.data import remote
 from ldm.data.grids import save_grid
 from ldm.data.loader import image_loader, shard_urls
-from ldm.data.shards import shards_sha256
+from ldm.data.location import Location
+from ldm.data.shards import require_complete, shards_sha256
 from ldm.errors import UserError
 from ldm.reports import write_json
+from ldm.storage.settings import S3Settings
 from ldm.trainer import make_trainer, resume_path, write_curves
 from stages.cli import arg, stage_main
-from stages.params import Params, lineage, recipe_lineage
+from stages.params import Params, lineage, recipe_lineage, to_config
 
 log = logging.getLogger("stages.train_autoencoder")
 
@@ -41,7 +44,7 @@ log = logging.getLogger("stages.train_autoencoder")
 class Paths:
     """The stage's inputs and outputs, as dvc.yaml names them."""
 
-    images: Path = arg("folder of {train,val}-NNNNNN.tar image shards")
+    images: Location = arg("folder or s3://bucket/prefix of {train,val}-NNNNNN.tar image shards")
     model: Path = arg("output folder: model.safetensors + config.json")
     checkpoints: Path = arg("resumable Lightning checkpoints (kept across runs)")
     metrics: Path = arg("output JSON: reconstruction and health metrics")
@@ -53,9 +56,11 @@ class StageError(UserError, RuntimeError):
     """A user-facing failure: the message says what went wrong and what to do."""
 
 
-def _loaders(params: Params, images: Path) -> tuple[DataLoader, DataLoader, list[str], list[str]]:
+def _loaders(params: Params, images: Location) -> tuple[DataLoader, DataLoader, list[str], list[str]]:
     p = params.train_autoencoder
     settings = p.loader_settings()
+    remote.configure(to_config(params.storage.s3, S3Settings))
+    require_complete(images, "download")
     train_urls, val_urls = shard_urls(images, "train"), shard_urls(images, "val")
     return (
         image_loader(train_urls, batch_size=p.batch_size, settings=settings, shuffle=p.shuffle_buffer, seed=p.seed,
