@@ -3,7 +3,8 @@
 A stage module is `run(params, paths)` plus `main = stage_main(run, Paths, __doc__)`.
 `Paths` is a frozen dataclass whose fields become required options (`--name`),
 so dvc.yaml's `cmd` is the only place a path is written; a `Literal` field
-becomes a required choice, a `Location` field a path or an s3://bucket/prefix URL. `guard` runs any command: a `UserError` is one line
+becomes a required choice, and a `Location` field takes a path or an
+s3://bucket/prefix URL. `guard` runs any command: a `UserError` is one line
 and exit code 2, anything else is a bug and keeps its traceback.
 """
 
