@@ -12,7 +12,9 @@ The output folder holds `{train,val}-NNNNNN.tar` (`LatentSample`s: the latent
 paper's first-batch estimate of the latent std, the dataset-level one
 (streaming, overall and per channel), the chosen `scale_factor`, and the
 autoencoder's hash. The folder appears only when complete; the report adds
-where the shards were encoded (`tasks`).
+where the shards were encoded (`tasks`). An
+s3://bucket/prefix output is built locally, then uploaded with stats.json last
+(`ldm.data.remote.publish`).
 """
 
 from __future__ import annotations
@@ -34,18 +36,21 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ldm.autoencoder.checkpoint import autoencoder_sha256, load_autoencoder, read_card
 from ldm.autoencoder.model import Autoencoder
+from ldm.data import remote
 from ldm.data.loader import loader_options
 from ldm.data.loader_config import LoaderSettings
+from ldm.data.location import Location, absolute, name_of
 from ldm.data.schema import KEY
-from ldm.data.shards import sha256_file
+from ldm.data.shards import require_complete, sha256_file
 from ldm.errors import InputNotFound
 from ldm.latents.shards import EncodeSettings, EncodeTask, ShardJob, encode_shard, encode_shard_task, read_shard_images, write_latent_shard
-from ldm.latents.stats import PAIRS, measure_latent_stats, write_stats
-from ldm.placement import is_launch_rank_zero
+from ldm.latents.stats import PAIRS, STATS, measure_latent_stats, write_stats
 from ldm.parallel import TaskLog, TaskRecord, map_tasks, task_pool
+from ldm.placement import is_launch_rank_zero
 from ldm.reports import write_json
+from ldm.storage.settings import S3Settings
 from stages.cli import arg, stage_main
-from stages.params import Params, lineage
+from stages.params import Params, lineage, to_config
 
 log = logging.getLogger("stages.cache_latents")
 
@@ -54,10 +59,10 @@ log = logging.getLogger("stages.cache_latents")
 class Paths:
     """The stage's inputs and outputs, as dvc.yaml names them."""
 
-    images: Path = arg("folder of {train,val}-NNNNNN.tar image shards")
-    pairs: Path = arg("folder of the degrade stage's pair shards (read when cache_latents.pairs is true)")
+    images: Location = arg("folder or s3://bucket/prefix of {train,val}-NNNNNN.tar image shards")
+    pairs: Location = arg("folder or s3:// prefix of the degrade stage's pair shards (read when cache_latents.pairs is true)")
     model: Path = arg("the trained autoencoder folder")
-    out: Path = arg("output latent cache folder (shards + stats.json)")
+    out: Location = arg("output latent cache folder or s3://bucket/prefix (shards + stats.json, written last)")
     report: Path = arg("output JSON: the scale factor and the statistics behind it")
 
 
@@ -65,13 +70,13 @@ class ShardJobs(Dataset):
     """Each item is one whole decoded shard: its raw samples and images [N x 3 x H x W] in [-1, 1]."""
 
     def __init__(self, jobs: list[ShardJob]):
-        self.jobs = jobs
+        self.jobs, self.s3 = jobs, remote.current()  # the settings travel to the loader workers with the dataset
 
     def __len__(self) -> int:
         return len(self.jobs)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        raws, x = read_shard_images(self.jobs[index].source)
+        raws, x = read_shard_images(self.jobs[index].source, self.s3)
         return {"name": self.jobs[index].name, "raws": raws, "x": x}
 
 
@@ -107,13 +112,16 @@ class ShardWriter(BasePredictionWriter):
 
 
 def _jobs(paths: Paths, params: Params) -> list[ShardJob]:
-    jobs = [ShardJob(str(p), p.name) for p in sorted(paths.images.glob("*.tar"))]
+    require_complete(paths.images, "download")
+    jobs = [ShardJob(url, name_of(url)) for url in remote.glob(paths.images, "*.tar")]
     if not jobs:
         raise InputNotFound(f"{paths.images}: no image shards; run the download stage first (dvc repro download)")
     if params.cache_latents.pairs:
-        if not any(paths.pairs.glob("*.tar")):
+        require_complete(paths.pairs, "degrade")
+        pairs = remote.glob(paths.pairs, "*.tar")
+        if not pairs:
             raise InputNotFound(f"{paths.pairs}: no pair shards; run `dvc repro degrade` or set cache_latents.pairs: false")
-        jobs += [ShardJob(str(p), f"{PAIRS}/{p.name}") for p in sorted(paths.pairs.glob("*.tar"))]
+        jobs += [ShardJob(url, f"{PAIRS}/{name_of(url)}") for url in pairs]
     return jobs
 
 
@@ -142,8 +150,8 @@ def _encode_on_task_pool(params: Params, paths: Paths, jobs: list[ShardJob], sta
                          settings: EncodeSettings) -> TaskRecord:
     """Every shard as one task of the local pool or the Dask cluster; each worker loads the model once."""
     p, cluster, tasks = params.cache_latents, params.cluster, TaskLog()
-    work = [EncodeTask(ShardJob(str(Path(job.source).resolve()), job.name), str(staging.resolve()), str(paths.model.resolve()),
-                       settings, p.threads) for job in jobs]  # absolute paths: a worker's cwd is its own
+    work = [EncodeTask(ShardJob(absolute(job.source), job.name), str(staging.resolve()), str(paths.model.resolve()),
+                       settings, p.threads, remote.current()) for job in jobs]  # absolute paths: a worker's cwd is its own
     with task_pool(p.workers, cluster.address, cluster.timeout_s) as pool:
         for _ in map_tasks(pool, encode_shard_task, work, [job.name for job in jobs], retries=cluster.retries,
                            log_to=tasks, desc="encode"):
@@ -155,11 +163,12 @@ def run(params: Params, paths: Paths) -> dict | None:
     """Encode, measure, write; stats.json's content on rank 0 (None on the other ranks)."""
     p = params.cache_latents
     torch.set_num_threads(p.threads)
+    remote.configure(to_config(params.storage.s3, S3Settings))
     card = read_card(paths.model)
     ae_hash = autoencoder_sha256(paths.model)
     jobs = _jobs(paths, params)
     settings = EncodeSettings(p.posterior, p.seed, p.batch_size, p.dtype, ae_hash)
-    staging = paths.out.with_name(f".{paths.out.name}.partial")
+    staging = remote.staging_for(paths.out)
     if is_launch_rank_zero():
         shutil.rmtree(staging, ignore_errors=True)  # other ranks start writing only after every rank has joined
     staging.mkdir(parents=True, exist_ok=True)
@@ -174,10 +183,9 @@ def run(params: Params, paths: Paths) -> dict | None:
     stats = dataclasses.replace(
         measured, autoencoder_sha256=ae_hash, autoencoder_preset=card.preset, posterior=p.posterior, dtype=p.dtype,
         shards={job.name: sha256_file(staging / job.name) for job in jobs},
-        lineage=lineage({"cache_latents": p}, {"autoencoder": ae_hash, **{job.name: sha256_file(job.source) for job in jobs}}))
+        lineage=lineage({"cache_latents": p}, {"autoencoder": ae_hash, **{job.name: remote.sha256_of(job.source) for job in jobs}}))
     write_stats(staging, stats)
-    shutil.rmtree(paths.out, ignore_errors=True)
-    os.replace(staging, paths.out)
+    remote.publish(staging, paths.out, STATS)
     write_json(paths.report, {**stats.report(), "tasks": tasks.to_dict()})
     for warning in stats.warnings:
         log.warning("%s", warning)

@@ -3,7 +3,8 @@
 A stage module is `run(params, paths)` plus `main = stage_main(run, Paths, __doc__)`.
 `Paths` is a frozen dataclass whose fields become required options (`--name`),
 so dvc.yaml's `cmd` is the only place a path is written; a `Literal` field
-becomes a required choice. `guard` runs any command: a `UserError` is one line
+becomes a required choice, and a `Location` field takes a path or an
+s3://bucket/prefix URL. `guard` runs any command: a `UserError` is one line
 and exit code 2, anything else is a bug and keeps its traceback.
 """
 
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ldm.data.location import Location, location
 from ldm.errors import UserError
 
 P = TypeVar("P")
@@ -47,6 +49,14 @@ def guard(work: Callable[[], object]) -> int:
     return code if isinstance(code, int) else 0
 
 
+def _location(text: str) -> Location:
+    """A `Location` option: a local path or an s3:// URL (argparse reports a bad one as a usage error, exit 2)."""
+    try:
+        return location(text)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser(paths_type: type, doc: str, prog: str) -> argparse.ArgumentParser:
     """`--params` plus one required option per field of `paths_type`."""
     parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -57,6 +67,8 @@ def build_parser(paths_type: type, doc: str, prog: str) -> argparse.ArgumentPars
         options = typing.get_args(hints[field.name]) if typing.get_origin(hints[field.name]) is typing.Literal else None
         if options:
             parser.add_argument(flag, dest=field.name, required=True, choices=options, help=help)
+        elif hints[field.name] == Location:
+            parser.add_argument(flag, dest=field.name, required=True, type=_location, metavar="PATH|URL", help=help)
         else:
             parser.add_argument(flag, dest=field.name, required=True, type=Path, metavar="PATH", help=help)
     return parser

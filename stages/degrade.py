@@ -22,17 +22,20 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ldm.data import remote
 from ldm.data.grids import save_grid
+from ldm.data.location import Location
 from ldm.data.schema import ImageSample, PairSample
-from ldm.data.shards import AtomicFolder, read_shards, sha256_file, write_shard
+from ldm.data.shards import MANIFEST, AtomicFolder, ShardInfo, read_shards, sha256_file, write_manifest, write_shard
 from ldm.degradation import MIN_LR_SIDE, DegradationError, degrade
 from ldm.errors import InputNotFound
 from ldm.metrics.quality import psnr
 from ldm.parallel import TaskLog, map_tasks, task_pool
 from ldm.reports import write_json
 from ldm.seeding import key_seed
+from ldm.storage.settings import S3Settings
 from stages.cli import arg, stage_main
-from stages.params import Params, lineage
+from stages.params import Params, lineage, to_config
 
 log = logging.getLogger("stages.degrade")
 
@@ -42,7 +45,7 @@ class Paths:
     """The stage's input shard folder and its outputs."""
 
     images: Path = arg("folder of {train,val}-NNNNNN.tar image shards")
-    out: Path = arg("output folder of pair shards")
+    out: Location = arg("output folder or s3://bucket/prefix of pair shards (+ shards.json)")
     report: Path = arg("output JSON: operations drawn, PSNR of bicubic-up LR, lineage")
     grid: Path = arg("output PNG: HR | bicubic-upsampled LR pairs")
 
@@ -134,20 +137,23 @@ def run(params: Params, paths: Paths) -> dict:
         raise InputNotFound(f"{paths.images}: no image shards; run the download stage first (dvc repro download)")
     job_cfg = {"seed": cfg.seed, "scale": cfg.scale, "variant": cfg.variant, "repeats": cfg.degradations_per_image}
     merged: dict = {"ops": Counter(), "blur_ksize": Counter(), "jpeg_quality": Counter(), "noise": [], "psnr": []}
-    shards, counts, tasks = {}, Counter(), TaskLog()
-    with AtomicFolder(paths.out) as staging:
-        jobs = [(str(src.resolve()), str(staging.resolve() / src.name), job_cfg) for src in sources]  # a worker's cwd is its own
+    remote.configure(to_config(params.storage.s3, S3Settings))
+    shards, counts, written, tasks = {}, Counter(), [], TaskLog()
+    with AtomicFolder(paths.out, marker=MANIFEST) as staging:
+        jobs = [(str(src.resolve()), str(Path(staging).resolve() / src.name), job_cfg) for src in sources]  # a worker's cwd is its own
         with task_pool(cfg.workers, params.cluster.address, params.cluster.timeout_s) as pool:
             results = map_tasks(pool, _shard_job, jobs, [src.name for src in sources], retries=params.cluster.retries,
                                 log_to=tasks, desc="degrade")
             for src, stats in zip(sources, results):
                 shards[src.name] = {"samples": stats["samples"], "sha256": stats["sha256"]}
+                written.append(ShardInfo(src.name, stats["samples"], stats["sha256"]))
                 counts[src.name.split("-")[0]] += stats["samples"]
                 for name in ("ops", "blur_ksize", "jpeg_quality"):
                     merged[name].update(stats[name])
                 merged["noise"] += stats["noise"]
                 merged["psnr"] += stats["psnr"]
-    _grid(paths.out, cfg.grid_pairs, counts["val"], paths.grid)
+        write_manifest(staging, written)
+        _grid(staging, cfg.grid_pairs, counts["val"], paths.grid)
     report = {
         "stage": "degrade",
         "variant": cfg.variant,

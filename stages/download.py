@@ -35,18 +35,21 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from ldm.data import remote
 from ldm.data.embedded import PHOTOS, crop_plan, cut_crop, load_photo
 from ldm.data.fetch import FetchFailed, fetch_all, read_manifest
 from ldm.data.folder import UNLABELLED, DataError, Item, default_caption, sample_key, scan_folder, split_of
 from ldm.data.images import BadImage, center_square, crop_resize, decode_image
+from ldm.data.location import Location
 from ldm.data.order import write_order
 from ldm.data.schema import ImageSample
-from ldm.data.shards import AtomicFolder, sha256_file, write_split
+from ldm.data.shards import MANIFEST, AtomicFolder, sha256_file, write_manifest, write_split
 from ldm.errors import UserError
 from ldm.parallel import TaskLog, TaskPool, map_tasks, task_pool
 from ldm.reports import write_json
+from ldm.storage.settings import S3Settings
 from stages.cli import arg, stage_main
-from stages.params import Params, lineage
+from stages.params import Params, lineage, to_config
 
 log = logging.getLogger("stages.download")
 SPLITS = ("train", "val")
@@ -60,7 +63,7 @@ class BadInputFatal(UserError, RuntimeError):
 class Paths:
     """Where the stage writes: shard folder, report, download cache."""
 
-    out: Path = arg("output folder of {train,val}-NNNNNN.tar image shards")
+    out: Location = arg("output folder or s3://bucket/prefix of {train,val}-NNNNNN.tar image shards (+ shards.json)")
     report: Path = arg("output JSON: counts, classes, skipped and converted inputs, lineage")
     cache: Path = arg("download cache of a manifest source (kept across runs)")
 
@@ -274,8 +277,9 @@ def run(params: Params, paths: Paths) -> dict:
         for split in SPLITS:
             if not collector.splits[split]:
                 log.warning("split %s is empty; adjust val_fraction or add images", split)
-    shards, classes = {}, {}
-    with AtomicFolder(paths.out) as staging:
+    remote.configure(to_config(params.storage.s3, S3Settings))
+    shards, classes, written = {}, {}, []
+    with AtomicFolder(paths.out, marker=MANIFEST) as staging:
         for split in SPLITS:
             counter: Counter = Counter()
             stream = _count(streams[split], counter)
@@ -283,7 +287,9 @@ def run(params: Params, paths: Paths) -> dict:
                 stream = tqdm(stream, desc=f"write {split}", unit="img")
             for info in write_split(stream, staging, split, params.data.shard_size):
                 shards[info.name] = {"samples": info.samples, "sha256": info.sha256}
+                written.append(info)
             classes[split] = {class_names[label]: n for label, n in sorted(counter.items())}
+        write_manifest(staging, written)
     report = {
         "stage": "download",
         "source": source,

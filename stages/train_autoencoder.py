@@ -25,14 +25,17 @@ from ldm.autoencoder.lightning_module import AutoencoderModule, NonFiniteLossErr
 from ldm.autoencoder.losses import MissingWeightsError, build_lpips
 from ldm.autoencoder.presets import preset_config
 from ldm.autoencoder.report import evaluate_autoencoder, reconstruction_grid
+from ldm.data import remote
 from ldm.data.grids import save_grid
 from ldm.data.loader import ShardData, image_loader, shard_urls
-from ldm.data.shards import shards_sha256
+from ldm.data.location import Location
+from ldm.data.shards import require_complete, shards_sha256
 from ldm.errors import UserError
 from ldm.reports import write_json
+from ldm.storage.settings import S3Settings
 from ldm.trainer import make_trainer, resume_path, write_curves
 from stages.cli import arg, stage_main
-from stages.params import Params, lineage, recipe_lineage
+from stages.params import Params, lineage, recipe_lineage, to_config
 
 log = logging.getLogger("stages.train_autoencoder")
 
@@ -41,7 +44,7 @@ log = logging.getLogger("stages.train_autoencoder")
 class Paths:
     """The stage's inputs and outputs, as dvc.yaml names them."""
 
-    images: Path = arg("folder of {train,val}-NNNNNN.tar image shards")
+    images: Location = arg("folder or s3://bucket/prefix of {train,val}-NNNNNN.tar image shards")
     model: Path = arg("output folder: model.safetensors + config.json")
     checkpoints: Path = arg("resumable Lightning checkpoints (kept across runs)")
     metrics: Path = arg("output JSON: reconstruction and health metrics")
@@ -75,6 +78,8 @@ def run(params: Params, paths: Paths) -> dict | None:
         perceptual = build_lpips(loss.perceptual_weight, p.vgg_weights or None)
     except MissingWeightsError as exc:
         raise StageError(f"train_autoencoder.recipe.perceptual_weight is {loss.perceptual_weight}: {exc}") from None
+    remote.configure(to_config(params.storage.s3, S3Settings))
+    require_complete(paths.images, "download")
     train_urls, val_urls = shard_urls(paths.images, "train"), shard_urls(paths.images, "val")
     data = _data(params, train_urls, val_urls)
     data_hash = shards_sha256(train_urls + val_urls)

@@ -26,8 +26,10 @@ from torch.utils.data import DataLoader
 
 from ldm.autoencoder.checkpoint import autoencoder_sha256, read_card
 from ldm.conditioning.tokenizer import build_tokenizer
+from ldm.data import remote
 from ldm.data.latents import latent_loader
 from ldm.data.loader import ShardData, rank_shards, shard_urls
+from ldm.data.location import Location, join
 from ldm.data.schema import LatentSample
 from ldm.data.shards import read_shards, shards_sha256
 from ldm.errors import InvalidInput
@@ -38,9 +40,10 @@ from ldm.latent_diffusion.model import LatentDiffusionModel
 from ldm.latents.stats import PAIRS, LatentStats, read_stats
 from ldm.model_dir import LDM, LDM_SR
 from ldm.reports import write_json
+from ldm.storage.settings import S3Settings
 from ldm.trainer import make_trainer, resume_path, write_curves
 from stages.cli import arg, stage_main
-from stages.params import Params, TrainLDMParams, lineage, recipe_lineage
+from stages.params import Params, TrainLDMParams, lineage, recipe_lineage, to_config
 from stages.params.models import PlacementParams
 
 log = logging.getLogger("stages.train_ldm")
@@ -50,7 +53,7 @@ log = logging.getLogger("stages.train_ldm")
 class Paths:
     """The stage's inputs and outputs, as dvc.yaml names them."""
 
-    latents: Path = arg("the latent cache folder (shards + stats.json)")
+    latents: Location = arg("the latent cache folder or s3://bucket/prefix (shards + stats.json)")
     autoencoder: Path = arg("the autoencoder that encoded the cache")
     model: Path = arg("output folder: model.safetensors + config.json (+ tokenizer/)")
     checkpoints: Path = arg("resumable Lightning checkpoints (kept across runs)")
@@ -129,8 +132,9 @@ def run(params: Params, paths: Paths) -> dict | None:
     section = paths.section
     p: TrainLDMParams = getattr(params, section)
     torch.set_num_threads(p.threads)
+    remote.configure(to_config(params.storage.s3, S3Settings))
     stats = read_stats(paths.latents)
-    folder = paths.latents / PAIRS if section == "train_sr" else paths.latents
+    folder = join(paths.latents, PAIRS) if section == "train_sr" else paths.latents
     train, val = shard_urls(folder, "train"), shard_urls(folder, "val")
     ae_hash = autoencoder_sha256(paths.autoencoder)
     first = LatentSample.decode(next(read_shards(train[:1])))

@@ -6,6 +6,8 @@ a seeded shuffle buffer, so memory does not grow with the dataset and a run is
 repeatable for a given seed and world size. `batch_loader` makes every
 stage's DataLoader: decoding runs in its worker processes, and its batches are
 the same, in the same order, whatever the number of workers (see its docstring).
+A shard folder may be an s3:// prefix: its shards stream from the bucket
+(`ldm.data.remote`), in the training process as in loader workers.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import copy
 import logging
 import random
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,15 +26,17 @@ from einops import rearrange
 from torch.utils.data import DataLoader, IterableDataset, default_collate, get_worker_info
 
 from ldm.data.loader_config import LoaderSettings
+from ldm.data.location import Location, name_of
+from ldm.data.remote import ShardList, glob
 from ldm.data.schema import ImageSample, RawSample
 from ldm.errors import InputNotFound, InvalidInput
 
 log = logging.getLogger(__name__)
 
 
-def shard_urls(folder: str | Path, split: str) -> list[str]:
-    """The sorted `{split}-NNNNNN.tar` files of a shard folder; an error naming the folder when none."""
-    urls = sorted(str(path) for path in Path(folder).glob(f"{split}-*.tar"))
+def shard_urls(folder: Location, split: str) -> list[str]:
+    """The sorted `{split}-NNNNNN.tar` files of a shard folder (or of a bucket prefix); an error naming it when none."""
+    urls = glob(folder, f"{split}-*.tar")
     if not urls:
         raise InputNotFound(f"{folder}: no {split}-*.tar shards; run the stage that writes them")
     return urls
@@ -69,7 +72,7 @@ def raw_samples(urls: list[str], *, shuffle: int = 0, seed: int = 0, split_by_wo
     `shuffle` > 0 shuffles shard order and samples in a buffer of that size, seeded. `batch_loader`
     takes the stages with `split_by_worker=False`: its workers share batches, not shards.
     """
-    stages: list = [wds.SimpleShardList(urls)]
+    stages: list = [ShardList(urls)]  # carries the S3 settings into loader workers
     if shuffle:
         stages.append(wds.shuffle(len(urls), rng=random.Random(seed)))
     if split_by_worker:
@@ -169,7 +172,7 @@ class ShardData(pl.LightningDataModule):
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         mine = rank_shards(self.train, rank, world)
         if world > 1:
-            log.info("rank %d of %d trains on %d shards: %s", rank, world, len(mine), ",".join(Path(u).name for u in mine))
+            log.info("rank %d of %d trains on %d shards: %s", rank, world, len(mine), ",".join(map(name_of, mine)))
         return self.make_loader(mine, True)
 
     def val_dataloader(self) -> DataLoader:

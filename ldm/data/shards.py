@@ -3,12 +3,14 @@
 A shard is a tar of samples (fields: `ldm.data.schema`). Tar headers carry no
 time, owner or host, so equal samples give equal bytes; a shard is written to a
 temporary name and moved into place, and a split into a temporary folder moved
-into place whole, so a failed run never leaves a shard that looks complete.
+into place whole (or uploaded to a bucket with its `shards.json` last, see
+`ldm.data.remote`), so a failed run never leaves a shard that looks complete.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from collections.abc import Iterable, Iterator
@@ -17,7 +19,14 @@ from pathlib import Path
 
 import webdataset as wds
 
+from ldm.config import Config
+from ldm.data.location import Location, is_url, join, name_of
+from ldm.data.remote import ShardList, publish, read_marker, sha256_of, sha256_stream, staging_for
 from ldm.data.schema import RawSample, Sample
+from ldm.errors import InvalidInput
+from ldm.storage.settings import S3Settings
+
+MANIFEST = "shards.json"  # in a shard folder of download or degrade, written last
 
 
 @dataclass(frozen=True)
@@ -29,20 +38,53 @@ class ShardInfo:
     sha256: str
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
+@dataclass(frozen=True)
+class ShardManifest(Config):
+    """shards.json of a shard folder: each shard's sample count and sha256; its presence marks the folder complete."""
+
+    section = MANIFEST
+
+    samples: dict[str, int]  # shard file name -> samples
+    sha256: dict[str, str]  # shard file name -> hex sha256 of its bytes
+
+    @classmethod
+    def of(cls, shards: list[ShardInfo]) -> ShardManifest:
+        """The manifest of these written shards, by name."""
+        ordered = sorted(shards, key=lambda info: info.name)
+        return cls({info.name: info.samples for info in ordered}, {info.name: info.sha256 for info in ordered})
+
+
+def write_manifest(folder: Path, shards: list[ShardInfo]) -> None:
+    """shards.json into a (staging) folder; `AtomicFolder(..., marker=MANIFEST)` publishes it last."""
+    (folder / MANIFEST).write_text(json.dumps(ShardManifest.of(shards).to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def read_manifest(folder: Location, stage: str) -> ShardManifest:
+    """shards.json of a complete folder; errors name the file and the `stage` that writes the folder."""
+    data = read_marker(folder, MANIFEST, stage)
+    try:
+        return ShardManifest.from_dict(json.loads(data))
+    except ValueError as exc:
+        raise InvalidInput(f"{join(folder, MANIFEST)}: {exc}; re-run {stage}") from None
+
+
+def require_complete(folder: Location, stage: str) -> None:
+    """Refuse a shard folder in a bucket without its shards.json (an upload cut short); a local folder is whole."""
+    if is_url(folder):
+        read_manifest(folder, stage)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a local file, read in chunks."""
     with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+        return sha256_stream(handle)
 
 
 def shards_sha256(urls: list[str]) -> str:
-    """One hash for a set of shards: sha256 over the sorted (name, sha256) of each file."""
+    """One hash for a set of shards: sha256 over the sorted (name, sha256) of each file, the same on disk or in a bucket."""
     digest = hashlib.sha256()
     for url in sorted(urls):
-        digest.update(f"{Path(url).name}:{sha256_file(url)}\n".encode())
+        digest.update(f"{name_of(url)}:{sha256_of(url)}\n".encode())
     return digest.hexdigest()
 
 
@@ -80,11 +122,17 @@ def write_split(samples: Iterable[Sample], folder: Path, split: str, shard_size:
 
 
 class AtomicFolder:
-    """Build an output folder beside its destination and swap it in only on success."""
+    """Build an output folder in a local staging folder and publish it only on success (`ldm.data.remote.publish`).
 
-    def __init__(self, destination: str | Path):
-        self.destination = Path(destination)
-        self.staging = self.destination.with_name(f".{self.destination.name}.partial-{os.getpid()}")
+    A local destination is swapped in whole; an s3:// one is uploaded with its `marker` (which the
+    body writes into the staging folder) last.
+    """
+
+    def __init__(self, destination: Location, marker: str = ""):
+        if is_url(destination) and not marker:
+            raise ValueError(f"{destination}: a folder in a bucket needs a marker file written last")
+        self.destination, self.marker = destination if is_url(destination) else Path(destination), marker
+        self.staging = staging_for(destination, f"-{os.getpid()}")
 
     def __enter__(self) -> Path:
         shutil.rmtree(self.staging, ignore_errors=True)
@@ -95,10 +143,13 @@ class AtomicFolder:
         if exc_type is not None:
             shutil.rmtree(self.staging, ignore_errors=True)
             return
-        shutil.rmtree(self.destination, ignore_errors=True)
-        os.replace(self.staging, self.destination)
+        publish(self.staging, self.destination, self.marker)
 
 
-def read_shards(paths: list[str] | list[Path]) -> Iterator[RawSample]:
-    """The raw samples (`__key__` plus undecoded fields) of these shards, in order, on any rank (no node split)."""
-    return iter(wds.DataPipeline(wds.SimpleShardList([str(p) for p in paths]), wds.tarfile_to_samples()))
+def read_shards(paths: list[str] | list[Path], settings: S3Settings | None = None) -> Iterator[RawSample]:
+    """The raw samples (`__key__` plus undecoded fields) of these shards, in order, on any rank (no node split).
+
+    `settings`: the S3 client settings for s3:// URLs, when this runs in another process than the one
+    that configured them (default: this process's, `ldm.data.remote.configure`).
+    """
+    return iter(wds.DataPipeline(ShardList([str(p) for p in paths], settings), wds.tarfile_to_samples()))

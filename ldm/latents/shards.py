@@ -24,6 +24,7 @@ from ldm.data.shards import ShardInfo, read_shards, write_shard
 from ldm.errors import InvalidInput
 from ldm.latents.config import LatentDtype, Posterior
 from ldm.latents.encode import encode_latents
+from ldm.storage.settings import S3Settings
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,12 @@ class EncodeSettings:
     autoencoder_sha256: str
 
 
-def read_shard_images(source: str) -> tuple[list[RawSample], torch.Tensor]:
-    """A shard's raw samples and their images [N x 3 x H x W] in [-1, 1]; InvalidInput names the shard and key."""
+def read_shard_images(source: str, s3: S3Settings | None = None) -> tuple[list[RawSample], torch.Tensor]:
+    """A shard's raw samples and their images [N x 3 x H x W] in [-1, 1]; InvalidInput names the shard and key.
+    `s3`: the S3 client settings of an s3:// source read in another process than the stage's."""
     raws, images, key = [], [], "(before the first sample)"
     try:
-        for raw in read_shards([source]):
+        for raw in read_shards([source], s3):
             key = raw[KEY]
             images.append(to_tensor(image_of(raw)))
             raws.append(raw)
@@ -85,6 +87,7 @@ class EncodeTask:
     model: str
     settings: EncodeSettings
     threads: int
+    s3: S3Settings | None = None  # for s3:// sources
 
 
 @functools.lru_cache(maxsize=2)
@@ -97,6 +100,6 @@ def encode_shard_task(task: EncodeTask) -> ShardInfo:
     """Read, encode and write one shard on the CPU (a worker process of the task pool)."""
     torch.set_num_threads(task.threads)
     model = _autoencoder(task.model, task.settings.autoencoder_sha256)
-    raws, x = read_shard_images(task.job.source)
+    raws, x = read_shard_images(task.job.source, task.s3)
     z = encode_shard(model, x, [raw[KEY] for raw in raws], task.settings)
     return write_latent_shard(Path(task.out) / task.job.name, raws, z, task.settings)

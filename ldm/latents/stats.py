@@ -2,7 +2,8 @@
 
 `measure_latent_stats` reads the written latent shards back (in the stored
 dtype), so the numbers describe exactly what the LDM stages train on.
-`LatentStats` is `stats.json`: written by cache_latents, read by train_ldm.
+`LatentStats` is `stats.json`: written by cache_latents, last (the cache's
+completion marker, also in a bucket), read by train_ldm.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import numpy as np
 import torch
 
 from ldm.config import Config
+from ldm.data.location import Location, join
+from ldm.data.remote import read_marker
 from ldm.data.schema import LatentSample
 from ldm.data.shards import read_shards
-from ldm.errors import InputNotFound, InvalidInput
+from ldm.errors import InvalidInput
 from ldm.latents.config import LatentDtype, Posterior, ScaleRule
 from ldm.latents.moments import RunningMoments, choose_scale_factor, first_batch_std
 from ldm.reports import write_json
@@ -94,15 +97,13 @@ def write_stats(cache: Path, stats: LatentStats) -> None:
     write_json(cache / STATS, stats.to_dict())
 
 
-def read_stats(cache: Path) -> LatentStats:
-    """stats.json of a cache folder; errors name the file and what to do."""
-    path = cache / STATS
-    if not path.is_file():
-        raise InputNotFound(f"{path}: no such file; run `dvc repro cache_latents` first")
+def read_stats(cache: Location) -> LatentStats:
+    """stats.json of a cache folder or s3:// prefix (written last: it marks the cache complete); errors say what to run."""
+    data = read_marker(cache, STATS, "cache_latents")
     try:
-        return LatentStats.from_dict(json.loads(path.read_text()))
+        return LatentStats.from_dict(json.loads(data))
     except ValueError as exc:
-        raise InvalidInput(f"{path}: {exc}; re-run `dvc repro cache_latents`") from None
+        raise InvalidInput(f"{join(cache, STATS)}: {exc}; re-run `dvc repro cache_latents`") from None
 
 
 def _latents(shards: list[Path]) -> Iterator[np.ndarray]:

@@ -142,6 +142,23 @@ class S3Backend:
         with self._errors(key):
             self.client.download_file(self.bucket, self._key(key), str(local), Config=self.transfer)
 
+    def open_stream(self, key: str):  # noqa: ANN201 - botocore's StreamingBody
+        """A streaming read of `key` (a file-like `read(n)`, `close()`); NotFound if absent."""
+        with self._errors(key):
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+
+    def metadata(self, key: str) -> dict[str, str]:
+        """The user metadata of `key` (`put_file` records "sha256"); NotFound if absent."""
+        with self._errors(key):
+            return self.client.head_object(Bucket=self.bucket, Key=self._key(key)).get("Metadata", {})
+
+    def delete_keys(self, keys: list[str]) -> None:
+        """Delete these keys (absent ones are no error), 1000 per request."""
+        for start in range(0, len(keys), 1000):
+            objects = [{"Key": self._key(key)} for key in keys[start : start + 1000]]
+            with self._errors("delete"):
+                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
+
     def list_keys(self, prefix: str) -> list[str]:
         start = len(self._key(""))
         keys = []
