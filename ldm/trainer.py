@@ -58,16 +58,19 @@ def fingerprint(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def resume_path(folder: Path, settings: dict[str, Any]) -> Path | None:
-    """`last.ckpt` when `folder` holds a run with these settings; otherwise clear it (on rank 0) and return None."""
+def resume_path(folder: Path, settings: dict[str, Any], resume: bool = True) -> Path | None:
+    """`last.ckpt` when `folder` holds a run with these settings (and `resume`); otherwise clear it (on rank 0)
+    and return None."""
     key = fingerprint(settings)
     run_file = folder / RUN_FILE
     last = folder / "last.ckpt"
-    if run_file.is_file() and last.is_file():
+    if resume and run_file.is_file() and last.is_file():
         if json.loads(run_file.read_text()).get("fingerprint") == key:
             log.info("resuming from %s", last)
             return last
         log.info("%s holds checkpoints of other settings; starting afresh", folder)
+    elif not resume and folder.exists():
+        log.info("resume is off: starting afresh, %s is cleared", folder)
     if not is_launch_rank_zero():
         return None  # rank 0 clears the folder; the others only read it
     if folder.exists():

@@ -88,9 +88,9 @@ def run(params: Params, paths: Paths) -> dict | None:
     start_from, init_hash = preset_config(params.autoencoder.preset), ""
     if p.init_from:
         start_from, init_hash = init_autoencoder(Path(p.init_from), start_from, "train_autoencoder.init_from")
-    settings = {"params": params.train_autoencoder.model_dump(mode="json"), "preset": params.autoencoder.preset,
+    settings = {"params": p.model_dump(mode="json", exclude={"resume"}), "preset": params.autoencoder.preset,
                 "resolution": params.data.resolution, "data_sha256": data_hash, "init_sha256": init_hash}
-    ckpt = resume_path(paths.checkpoints, settings)
+    ckpt = resume_path(paths.checkpoints, settings, p.resume)
     module = AutoencoderModule(start_from, loss, perceptual, batch_size=p.batch_size)
     logs = paths.checkpoints / "logs"
     trainer = make_trainer(

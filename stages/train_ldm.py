@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
@@ -93,6 +93,15 @@ def _check_labels(config: LDMConfig, shards: list[str], section: str) -> list[st
     return captions
 
 
+def _model(p: TrainLDMParams, section: str, config: LDMConfig, tokenizer: Any) -> tuple[LatentDiffusionModel, str, Any]:
+    """Fresh weights, or those of `init_from` (and a text model's own vocabulary): (model, init hash, tokenizer)."""
+    if not p.init_from:
+        return LatentDiffusionModel(config), "", tokenizer
+    name = LDM_SR if section == "train_sr" else LDM  # the MODEL_DIR folder this stage writes
+    model, init_hash, init_tokenizer = init_ldm(Path(p.init_from), name, config, f"{section}.init_from")
+    return model, init_hash, init_tokenizer or tokenizer  # a text model keeps the vocabulary its weights were trained with
+
+
 def _data(p: TrainLDMParams, train: list[str], val: list[str], scale: float) -> ShardData:
     settings = p.loader_settings()
 
@@ -144,13 +153,7 @@ def run(params: Params, paths: Paths) -> dict | None:
                  if config.conditioning.kind == "text" else None)
     data_hash = shards_sha256(train + val)
     pl.seed_everything(p.seed, workers=True, verbose=False)
-    init_hash = ""
-    if p.init_from:
-        name = LDM_SR if section == "train_sr" else LDM  # the MODEL_DIR folder this stage writes
-        model, init_hash, init_tokenizer = init_ldm(Path(p.init_from), name, config, f"{section}.init_from")
-        tokenizer = init_tokenizer or tokenizer  # a text model keeps the vocabulary its weights were trained with
-    else:
-        model = LatentDiffusionModel(config)
+    model, init_hash, tokenizer = _model(p, section, config, tokenizer)
     train_config = p.train_config()
     module = LDMTrainingModule(model, train_config, tokenizer, batch_size=p.batch_size)
     logs = paths.checkpoints / "logs"
@@ -162,10 +165,10 @@ def run(params: Params, paths: Paths) -> dict | None:
     lr = train_config.effective_lr(p.batch_size, trainer.world_size)
     distributed = _distributed(p, trainer, lr, train_config.accumulate)
     # What the weights depend on: the global batch, not how it is split over ranks or loader workers.
-    loop = p.model_dump(mode="json", exclude={"batch_size", "threads", "loader", *PlacementParams.model_fields})
+    loop = p.model_dump(mode="json", exclude={"batch_size", "threads", "loader", "resume", *PlacementParams.model_fields})
     settings = {"section": section, "params": loop, "global_batch": distributed["global_batch"], "data_sha256": data_hash,
                 "scale_factor": config.scale_factor, "init_sha256": init_hash}
-    ckpt = resume_path(paths.checkpoints, settings)
+    ckpt = resume_path(paths.checkpoints, settings, p.resume)
     start = time.perf_counter()
     trainer.fit(module, datamodule=_data(p, train, val, config.scale_factor), ckpt_path=str(ckpt) if ckpt else None)
     seconds = time.perf_counter() - start
@@ -175,17 +178,15 @@ def run(params: Params, paths: Paths) -> dict | None:
     val_logs = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     model = (module.ema if module.ema is not None else module.model).eval()
     inputs = {"latents": data_hash, "autoencoder": ae_hash, **({"init_from": init_hash} if init_hash else {})}
-    line = lineage({section: p}, inputs,
-                   recipe=recipe_lineage(params, section, lr))
+    line = lineage({section: p}, inputs, recipe=recipe_lineage(params, section, lr))
     sr_scale = 0
     if config.conditioning.kind == "concat" and first.lr is not None:  # HR side / LR side: what `ldm upscale` multiplies by
         f = read_card(paths.autoencoder).downsample_factor
         sr_scale = config.latent_size[0] * f // first.lr.shape[0]
     prompts = tuple(c for c, _ in Counter(c for c in captions if c.strip()).most_common(64)) if tokenizer else ()
-    card = LDMCard(model=config, preset=p.preset, weights="ema" if module.ema is not None else "raw",
-                   autoencoder_sha256=ae_hash, autoencoder_preset=stats.autoencoder_preset, sr_scale=sr_scale,
-                   captions=prompts, lineage=line)
-    save_ldm(paths.model, model, card, tokenizer)
+    save_ldm(paths.model, model, LDMCard(
+        model=config, preset=p.preset, weights="ema" if module.ema is not None else "raw", autoencoder_sha256=ae_hash,
+        autoencoder_preset=stats.autoencoder_preset, sr_scale=sr_scale, captions=prompts, lineage=line), tokenizer)
     metrics = {"preset": p.preset, "parameters": model.num_parameters(),
                "train": {"batches": int(module.global_step), "seconds": round(seconds, 1), "resumed_from": str(ckpt) if ckpt else None},
                "distributed": distributed, "loss": _loss_drop(paths.curves), "val": val_logs, "lineage": line}

@@ -121,6 +121,9 @@ def test_a_checkpoint_resumes_on_another_world_size(two, cache, ldm_inputs):
                   _paths(cache, ldm_inputs, out))
     assert metrics["train"]["resumed_from"] == str(ckpt / "last.ckpt")
     assert metrics["train"]["batches"] == 3 and metrics["distributed"]["world_size"] == 1
+    again = run(parse_params({"data": DATA, "train_ldm": {**LOOP, "batch_size": 2 * PER_RANK, "resume": False}}),
+                _paths(cache, ldm_inputs, out))
+    assert again["train"]["resumed_from"] is None and again["train"]["batches"] == 3  # resume: false starts afresh
 
 
 def test_fewer_shards_than_ranks_is_a_clear_error(ldm_inputs, tmp_path):

@@ -71,6 +71,7 @@ class TrainingLoop(Loading):
     seed: int = Field(0, ge=0, description="weights init and data order")
     threads: int = Field(2, ge=1, le=256, description="CPU threads for torch")
     precision: Precision = "auto"
+    resume: bool = Field(True, description="continue a run of the same settings from its last checkpoint; false: start afresh")
 
 
 class TrainAutoencoderParams(TrainingLoop):

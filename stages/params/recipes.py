@@ -24,7 +24,7 @@ FROM_PARAMS = "params.yaml"
 FROM_DEFAULT = "default"
 INHERITS = {"train_sr": "train_ldm"}  # section -> the section whose loop settings it takes (dvc.yaml lists both)
 # TrainingLoop's fields and where the processes run (ldm.trainer.Placement)
-INHERITED_KEYS = ("shuffle_buffer", "seed", "threads", "precision", "loader", *dataclasses.asdict(Placement()))
+INHERITED_KEYS = ("shuffle_buffer", "seed", "threads", "precision", "loader", "resume", *dataclasses.asdict(Placement()))
 
 
 def _ldm_overlay(name: str) -> dict[str, Any]:
