@@ -258,8 +258,8 @@ def _experiments(shown: list) -> dict[str, dict]:
     return found
 
 
-# Relative: 2 ranks read other shards than 1 process, two draws of one training (docs/scaling.md; measured 7% after
-# the 20 steps of SHORT). tests/test_ddp.py holds the exact equivalence, when the ranks' batches are the process's.
+# Relative: 2 ranks read other shards than 1 process, two draws of one training (docs/scaling.md; after the 20 steps
+# of SHORT). tests/test_ddp.py holds the exact equivalence, when the ranks' batches are the process's.
 GUIDE_VAL_LOSS_TOLERANCE = 0.15
 
 
