@@ -1,13 +1,16 @@
 """`ldm sample` and `ldm upscale`: images from a trained (or pulled) model folder, every setting on the command line.
 
     ldm sample --models models -n 16 --class 3 --sampler ddim --steps 50 --guidance 2.0 --seed 0 -o samples/
+    ldm sample --models models -n 4 --class 3 --size 128x128 --guide samples/000003.png -o samples/guided
     ldm upscale --models models photo.jpg -o photo_x4.png --tile 64
 
 `--models` holds `autoencoder/` beside `ldm/` (sample) or `ldm_sr/` (upscale), as
-`dvc repro` writes them under models/ and `ldm pull` brings them back. `upscale`
-super-resolves any image with the LDM-BSR model; inputs larger than `--tile`
-(LR pixels) are cut into overlapping tiles, each sampled at its own size
-(convolutional sampling, Sec. C.1), and blended with linear ramps.
+`dvc repro` writes them under models/ and `ldm pull` brings them back. `sample
+--size` draws at other sizes than training (convolutional sampling, Sec. C.1,
+Fig. 13, 23, 24); `--guide` pulls samples towards a low-resolution image by L2
+guiding (Appendix B, Fig. 12). `upscale` super-resolves any image with the
+LDM-BSR model; inputs larger than `--tile` (LR pixels) are cut into overlapping
+tiles, each sampled at its own size, and blended with linear ramps.
 The model code is imported when a command runs, never to print `--help`.
 """
 
@@ -15,14 +18,23 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import typing
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ldm.diffusion.config import FinalAlpha, SamplerName, SamplerSettings, Spacing
+from ldm.diffusion.config import FinalAlpha, ImageGuideSettings, SamplerName, SamplerSettings, Spacing
 from ldm.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ldm.latent_diffusion.checkpoint import LoadedLDM
+    from ldm.latent_diffusion.generate import ImageGuide
 
 log = logging.getLogger("ldm.sample")
 DEFAULTS = SamplerSettings()
+GUIDE_DEFAULTS = ImageGuideSettings()
 
 
 def _settings(args: argparse.Namespace) -> SamplerSettings:
@@ -43,6 +55,42 @@ def _check_condition(kind: str, n_classes: int, args: argparse.Namespace) -> Non
         raise InvalidInput(f"this model is class-conditional: pass --class 0..{n_classes - 1}")
     if kind == "text" and args.prompt is None:
         raise InvalidInput("this model is text-conditional: pass --prompt \"...\"")
+    if kind == "concat":
+        raise InvalidInput("this is a super-resolution model: use `ldm upscale`")
+
+
+def _size(text: str | None) -> tuple[int, int] | None:
+    """--size HxW -> (H, W) pixels, None when not given."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"(\d+)x(\d+)", text.strip())
+    if match is None:
+        raise InvalidInput(f"--size {text!r}: give HEIGHTxWIDTH in pixels, e.g. 128x96")
+    return int(match[1]), int(match[2])
+
+
+def _read_image(path: Path, flag: str) -> np.ndarray:
+    """[H x W x 3] uint8 of an image file (the project's decoder); a missing or unreadable one is a one-line error."""
+    from ldm.data.images import BadImage, decode_image
+    from ldm.errors import InputNotFound
+
+    try:
+        return decode_image(path.read_bytes())[0]
+    except (FileNotFoundError, IsADirectoryError):
+        raise InputNotFound(f"{flag}{path}: no such image file") from None
+    except BadImage as exc:
+        raise InvalidInput(f"{flag}{path}: {exc}") from None
+
+
+def _guide_settings(args: argparse.Namespace) -> ImageGuideSettings | None:
+    if args.guide is None:
+        if args.guide_scale is not None:
+            raise InvalidInput("--guide-scale needs --guide IMAGE")
+        return None
+    try:
+        return ImageGuideSettings(scale=GUIDE_DEFAULTS.scale if args.guide_scale is None else args.guide_scale)
+    except ValueError as exc:
+        raise InvalidInput(f"--guide-scale: {exc}") from None
 
 
 def sample(args: argparse.Namespace) -> Path:
@@ -52,28 +100,67 @@ def sample(args: argparse.Namespace) -> Path:
     from ldm.autoencoder.checkpoint import load_autoencoder
     from ldm.data.grids import save_grid
     from ldm.latent_diffusion.checkpoint import load_ldm
-    from ldm.latent_diffusion.generate import sample_images
+    from ldm.latent_diffusion.generate import latent_size, sample_images
     from ldm.reports import write_json
 
-    settings = _settings(args)
+    settings, size, guide_settings = _settings(args), _size(args.size), _guide_settings(args)
+    guide_image = _read_image(args.guide, "--guide ") if guide_settings is not None else None
     autoencoder, _ = load_autoencoder(args.models / "autoencoder")
     loaded = load_ldm(args.models / "ldm")
-    cfg = loaded.model.config.conditioning
-    _check_condition(cfg.kind, cfg.n_classes, args)
+    cfg, f = loaded.model.config, autoencoder.downsample_factor
+    _check_condition(cfg.conditioning.kind, cfg.conditioning.n_classes, args)
+    latent = latent_size(loaded.model, f, size, "--size")
+    record = _size_record(loaded, autoencoder.config.kind, f, latent)
+    guide = _guide(guide_image, guide_settings, tuple(record["size"]), args.guide)
     seeds = [args.seed + i for i in range(args.n)]
-    batch = sample_images(loaded, autoencoder.decode, seeds, settings, batch_size=args.batch_size,
-                          labels=[args.class_id] * args.n if cfg.kind == "class" else None,
-                          prompts=[args.prompt] * args.n if cfg.kind == "text" else None)  # (N, 3, H, W) uint8
+    kind = cfg.conditioning.kind
+    batch = sample_images(loaded, autoencoder.decode, seeds, settings, batch_size=args.batch_size, size=latent,
+                          guide=guide, labels=[args.class_id] * args.n if kind == "class" else None,
+                          prompts=[args.prompt] * args.n if kind == "text" else None)  # (N, 3, H, W) uint8
     out = args.output
     out.mkdir(parents=True, exist_ok=True)
     for seed, image in zip(seeds, batch):
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(out / f"{seed:06d}.png")
     save_grid(batch, out / "grid.png", nrow=min(8, len(batch)))
+    guide_record = None if guide is None else {"image": str(args.guide), "resolution": list(guide.image.shape[-2:]),
+                                               **guide.settings.to_dict()}
     write_json(out / "settings.json", {"model": str(args.models / "ldm"), "preset": loaded.card.preset, "n": args.n,
                                        "class": args.class_id, "prompt": args.prompt, "seeds": [seeds[0], seeds[-1]],
-                                       "scale_factor": loaded.scale_factor, **settings.to_dict()})
-    log.info("wrote %d samples and grid.png to %s", args.n, out)
+                                       **record, **settings.to_dict(), "image_guide": guide_record})
+    log.info("wrote %d samples of %dx%d and grid.png to %s", args.n, *record["size"], out)
     return out
+
+
+def _size_record(loaded: LoadedLDM, first_stage_kind: str, f: int, latent: tuple[int, int]) -> dict:
+    """Sizes and the latent scale for settings.json; the C.1 note logged when the size is not the training one."""
+    from ldm.latent_diffusion.generate import rescaling_warning
+
+    trained = tuple(loaded.model.config.latent_size)
+    record = {"size": [latent[0] * f, latent[1] * f], "latent_size": list(latent),
+              "trained_size": [trained[0] * f, trained[1] * f], "first_stage": first_stage_kind,
+              "scale_factor": loaded.scale_factor}  # the training scale: latents keep its SNR (Sec. C.1)
+    if latent != trained:
+        log.info("convolutional sampling at %dx%d px (latents %dx%d; trained at %dx%d px) with the training"
+                 " scale_factor %g (Sec. C.1)", *record["size"], *latent, *record["trained_size"], loaded.scale_factor)
+        warning = rescaling_warning(first_stage_kind, loaded.scale_factor)
+        if warning:
+            log.warning(warning)
+    return record
+
+
+def _guide(image: np.ndarray | None, settings: ImageGuideSettings | None, size: tuple[int, int],
+           path: Path) -> ImageGuide | None:
+    """The guide image resized (bicubic) to the sample size / settings.downsample, as an ImageGuide; None: none."""
+    if image is None or settings is None:
+        return None
+    from ldm.data.images import resize_bicubic
+    from ldm.data.loader import to_tensor
+    from ldm.latent_diffusion.generate import ImageGuide
+
+    resolution = settings.guide_size(size)
+    log.info("guiding towards %s (%dx%d px, resized to %dx%d) with scale %g", path, image.shape[0], image.shape[1],
+             *resolution, settings.scale)
+    return ImageGuide(to_tensor(resize_bicubic(image, resolution)), settings)
 
 
 def upscale(args: argparse.Namespace) -> Path:
@@ -81,8 +168,6 @@ def upscale(args: argparse.Namespace) -> Path:
     from PIL import Image
 
     from ldm.autoencoder.checkpoint import load_autoencoder
-    from ldm.data.images import BadImage, decode_image
-    from ldm.errors import InputNotFound
     from ldm.latent_diffusion.checkpoint import load_ldm
     from ldm.latent_diffusion.upscale import check_sr_model, upscale_image
 
@@ -90,12 +175,7 @@ def upscale(args: argparse.Namespace) -> Path:
     autoencoder, _ = load_autoencoder(args.models / "autoencoder")
     loaded = load_ldm(args.models / "ldm_sr")
     check_sr_model(loaded, str(args.models / "ldm_sr"))
-    try:
-        image, _ = decode_image(args.input.read_bytes())
-    except FileNotFoundError:
-        raise InputNotFound(f"{args.input}: no such image file") from None
-    except BadImage as exc:
-        raise InvalidInput(f"{args.input}: {exc}") from None
+    image = _read_image(args.input, "")
     result = upscale_image(loaded, autoencoder.decode, image, settings=settings, seed=args.seed, tile=args.tile,
                            overlap=args.overlap, downsample=autoencoder.downsample_factor)
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -135,6 +215,15 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
     s.add_argument("--class", dest="class_id", type=int, default=None, help="class id (class-conditional models)")
     s.add_argument("--prompt", default=None, help="text prompt (text models)")
     s.add_argument("--batch-size", type=_positive, default=16)
+    s.add_argument("--size", default=None, metavar="HxW",
+                   help="image size in pixels, e.g. 128x96: multiples of the autoencoder's f times the UNet's"
+                        " downsampling (default: the training size); convolutional sampling, Sec. C.1")
+    s.add_argument("--guide", type=Path, default=None, metavar="IMAGE",
+                   help="L2-guide towards this image (Appendix B, Fig. 12), resized bicubic to the sample size /"
+                        f" {GUIDE_DEFAULTS.downsample}; the samples' bicubic {GUIDE_DEFAULTS.downsample}x"
+                        " downsampling is compared with it")
+    s.add_argument("--guide-scale", type=float, default=None, metavar="S",
+                   help=f"weight of the guiding term, 1 / sigma^2 of Eq. 17 (default: {GUIDE_DEFAULTS.scale})")
     s.add_argument("-o", "--output", type=Path, required=True, help="output folder for PNGs, grid.png, settings.json")
     s.set_defaults(handler=sample)
     u = commands.add_parser("upscale", help="super-resolve an image with the LDM-BSR model", description=upscale.__doc__)

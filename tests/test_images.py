@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ldm.data.images import BadImage, center_square, crop_resize, decode_image, encode_png
+from ldm.data.images import BadImage, center_square, crop_resize, decode_image, encode_png, resize_bicubic
 
 
 def _bytes(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -97,3 +97,12 @@ def test_png_round_trip_is_lossless_and_deterministic():
     assert encode_png(pixels) == encode_png(pixels.copy())
     back, _ = decode_image(encode_png(pixels))
     np.testing.assert_array_equal(back, pixels)
+
+
+def test_resize_bicubic_takes_height_then_width_and_keeps_flat_colour():
+    image = np.zeros((20, 36, 3), np.uint8)
+    image[:, :18] = (200, 40, 90)  # left half coloured: the halves survive at the new size
+    small = resize_bicubic(image, (10, 6))
+    assert small.shape == (10, 6, 3) and small.flags.writeable
+    assert (small[:, 0] == (200, 40, 90)).all() and (small[:, -1] == 0).all()
+    assert np.array_equal(resize_bicubic(image, (20, 36)), image)

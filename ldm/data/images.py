@@ -85,6 +85,14 @@ def crop_resize(image: np.ndarray, box: tuple[int, int, int], resolution: int) -
     return np.asarray(Image.fromarray(crop).resize((resolution, resolution), Image.Resampling.BOX))
 
 
+def resize_bicubic(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """[H x W x 3] uint8 -> a new [h x w x 3] uint8, bicubic (Pillow's filter widens when shrinking: antialiased)."""
+    height, width = size
+    if image.shape[:2] == (height, width):
+        return image.copy()
+    return np.array(Image.fromarray(image).resize((width, height), Image.Resampling.BICUBIC))  # writable, for torch
+
+
 def encode_png(image: np.ndarray) -> bytes:
     """[H x W x 3] uint8 -> PNG bytes (lossless; same pixels give the same bytes)."""
     buffer = io.BytesIO()

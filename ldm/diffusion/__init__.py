@@ -3,8 +3,8 @@
 from ldm.lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "config": ("DiffusionConfig", "LossType", "Parameterization", "SamplerName", "SamplerSettings", "ScheduleKind",
-               "Spacing"),
+    "config": ("DiffusionConfig", "ImageGuideSettings", "LossType", "Parameterization", "SamplerName", "SamplerSettings",
+               "ScheduleKind", "Spacing"),
     "denoisers": ("eps_denoiser", "image_guided_denoiser"),
     "losses": ("diffusion_loss", "min_snr_weight", "per_sample_loss", "training_target"),
     "noise": ("Generators", "randn", "seeded_generators"),

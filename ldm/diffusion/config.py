@@ -80,3 +80,26 @@ class SamplerSettings(Config):
             raise ValueError(f"sampling: eta must be in 0..1, got {self.eta}")
         if self.sampler == "ddpm" and self.final_alpha != "one":
             raise ValueError("sampling: final_alpha 't0' applies to ddim, plms and dpmpp_2m; ddpm ends at t = 0")
+
+
+@dataclass(frozen=True)
+class ImageGuideSettings(Config):
+    """L2 image guiding towards a low-resolution image (Appendix B, Eq. 16-17, Fig. 12); stored with the samples."""
+
+    section = "image_guide"
+
+    # s in log p(y | z_t) = -s/2 ||y - T(D(z0(z_t)))||^2: 1 / sigma^2 of the Gaussian guider (Eq. 17 takes 1); 0: off
+    scale: float = 1.0
+    # T: bicubic downsampling of the decoded sample by this factor (Fig. 12: 2x); the guide y is
+    # resized to the sample size / downsample
+    downsample: int = 2
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.scale:
+            raise ValueError(f"image guiding: scale must be >= 0, got {self.scale}")
+        if not isinstance(self.downsample, int) or self.downsample < 1:
+            raise ValueError(f"image guiding: downsample must be an integer >= 1, got {self.downsample!r}")
+
+    def guide_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """(h, w) of the guide y for samples of (H, W) pixels."""
+        return (max(1, size[0] // self.downsample), max(1, size[1] // self.downsample))

@@ -8,7 +8,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "blocks": ("ResBlock", "timestep_embedding"),
     "checkpoint": ("LDMCard", "LoadedLDM", "init_ldm", "load_ldm", "save_ldm"),
     "config": ("AttentionKind", "LDMConfig", "UNetConfig"),
-    "generate": ("conditions", "decode_latents", "generate_latents", "sample_images"),
+    "generate": ("ImageGuide", "conditions", "decode_latents", "generate_latents", "latent_size", "sample_images"),
     "lightning_module": ("LDMTrainingModule",),
     "model": ("LatentDiffusionModel", "build_ldm"),
     "presets": ("TXT2IMG_UNUSED_LM_HEAD", "VQ_F4_PARAMS", "preset_config", "preset_names"),
