@@ -25,7 +25,7 @@ from ldm.masks.generator import MaskRecord, draw_mask
 from ldm.reports import quantiles
 from ldm.seeding import key_seed
 
-HOLE_FILL = 127  # grey where a masked image is hidden (uint8)
+HOLE_FILL = 127  # uint8 grey: the reference conditions on (1 - mask) * x with x in [-1, 1], so a hole reads 0, mid grey
 
 
 @dataclass(frozen=True)
