@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 from importlib import metadata
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 
 def write_json(path: str | Path, obj: object) -> None:
@@ -15,6 +18,14 @@ def write_json(path: str | Path, obj: object) -> None:
     temp = path.with_name(f".{path.name}.partial")
     temp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
     temp.replace(path)
+
+
+def quantiles(values: Sequence[float], digits: int = 4) -> dict[str, float]:
+    """min, quartiles and max of `values` for a report ({} when there are none)."""
+    if not len(values):
+        return {}
+    q = np.percentile(np.asarray(values, dtype=np.float64), [0, 25, 50, 75, 100])
+    return {name: round(float(v), digits) for name, v in zip(("min", "p25", "median", "p75", "max"), q)}
 
 
 def code_version() -> str:

@@ -31,7 +31,7 @@ from ldm.degradation import MIN_LR_SIDE, DegradationError, degrade
 from ldm.errors import InputNotFound
 from ldm.metrics.quality import psnr
 from ldm.parallel import TaskLog, map_tasks, task_pool
-from ldm.reports import write_json
+from ldm.reports import quantiles, write_json
 from ldm.seeding import key_seed
 from ldm.storage.settings import S3Settings
 from stages.cli import arg, stage_main
@@ -107,13 +107,6 @@ def _tally(stats: dict, record: dict) -> None:
             stats["noise"].append(float(op["sigma"]))
 
 
-def _quantiles(values: list[float]) -> dict:
-    if not values:
-        return {}
-    q = np.percentile(np.asarray(values), [0, 25, 50, 75, 100])
-    return {name: round(float(v), 4) for name, v in zip(("min", "p25", "median", "p75", "max"), q)}
-
-
 def _grid(pairs: Path, count: int, total: int, path: Path) -> None:
     """A PNG of `count` val pairs spread over the split, each HR | bicubic-upsampled LR."""
     tiles = []
@@ -163,8 +156,8 @@ def run(params: Params, paths: Paths) -> dict:
         "operations": dict(sorted(merged["ops"].items())),
         "blur_kernel_sizes": {str(k): v for k, v in sorted(merged["blur_ksize"].items())},
         "jpeg_qualities": {str(k): v for k, v in sorted(merged["jpeg_quality"].items())},
-        "noise_sigma_255": _quantiles(merged["noise"]),
-        "psnr_bicubic_up_db": _quantiles(merged["psnr"]),
+        "noise_sigma_255": quantiles(merged["noise"]),
+        "psnr_bicubic_up_db": quantiles(merged["psnr"]),
         "tasks": tasks.record().to_dict(),
         "lineage": lineage({"data": params.data, "degrade": cfg}, {src.name: sha256_file(src) for src in sources}),
     }

@@ -87,6 +87,9 @@ def test_repro_writes_shards_and_report(repo):
     pairs = json.loads((repo / "reports" / "degrade.json").read_text())
     assert pairs["counts"] == report["counts"]
     assert (repo / "reports" / "degrade.png").stat().st_size > 0
+    masks = json.loads((repo / "reports" / "masks.json").read_text())
+    assert masks["counts"] == report["counts"] and sorted(masks["shards"]) == shards
+    assert (repo / "reports" / "masks.png").stat().st_size > 0
     autoencoder = json.loads((repo / "metrics" / "autoencoder.json").read_text())
     assert autoencoder["train"]["batches"] == 40
     stats = json.loads((repo / "data" / "latents" / "stats.json").read_text())
@@ -124,8 +127,8 @@ def test_an_ldm_param_does_not_rerun_the_cache(repo):
 
 
 @pytest.mark.parametrize("module,stale", [
-    ("ldm/data/schema.py", {"download", "degrade", "train_autoencoder", "cache_latents", "train_ldm", "train_sr", "evaluate"}),
-    ("stages/params/base.py", {"download", "degrade", "train_autoencoder", "cache_latents", "train_ldm", "train_sr", "evaluate"}),
+    ("ldm/data/schema.py", {"download", "degrade", "masks", "train_autoencoder", "cache_latents", "train_ldm", "train_sr", "evaluate"}),
+    ("stages/params/base.py", {"download", "degrade", "masks", "train_autoencoder", "cache_latents", "train_ldm", "train_sr", "evaluate"}),
     ("ldm/latent_diffusion/unet.py", {"train_ldm", "train_sr", "evaluate"}),
 ])
 def test_an_edit_to_code_a_stage_runs_makes_it_stale(repo, module, stale):

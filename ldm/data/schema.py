@@ -9,9 +9,13 @@ field name is written; stages and loaders use the typed samples below.
 | `hr.png`     | pair                     | the high-resolution image the LR one was made from (PNG) |
 | `lr.png`     | pair, latent (SR pairs)  | the degraded low-resolution image (PNG)                 |
 | `latent.npy` | latent                   | the autoencoder's latent [C x h x w], unscaled, `.npy`  |
-| `cls`        | all                      | class id, ASCII decimal                                 |
-| `txt`        | all                      | caption, UTF-8                                          |
+| `mask.png`   | mask                     | the inpainting mask [H x W], 1 = hole, as a 1-bit PNG   |
+| `cls`        | all but mask             | class id, ASCII decimal                                 |
+| `txt`        | all but mask             | caption, UTF-8                                          |
 | `json`       | all                      | metadata, canonical JSON (sorted keys, no spaces)       |
+
+A mask sample has the key of the image it belongs to and lies in the mask shard
+of the same name as the image's shard, in the same order: the two zip by key.
 
 Keys carry no dot (webdataset splits the member name at the first one).
 """
@@ -39,6 +43,7 @@ class Field(StrEnum):
     HR = "hr.png"
     LR = "lr.png"
     LATENT = "latent.npy"
+    MASK = "mask.png"
     LABEL = "cls"
     CAPTION = "txt"
     META = "json"
@@ -55,6 +60,12 @@ def decode_png(data: bytes) -> np.ndarray:
         return np.array(image.convert("RGB"))  # writable: torch.from_numpy warns on read-only arrays
 
 
+def png_size(data: bytes) -> tuple[int, int]:
+    """(H, W) of PNG bytes, read from the header without decoding the pixels."""
+    with Image.open(io.BytesIO(data)) as image:
+        return image.height, image.width
+
+
 def encode_npy(array: np.ndarray) -> bytes:
     """An array as `.npy` bytes (no pickle)."""
     buffer = io.BytesIO()
@@ -65,6 +76,19 @@ def encode_npy(array: np.ndarray) -> bytes:
 def decode_npy(data: bytes) -> np.ndarray:
     """`.npy` bytes -> the array; pickled objects are refused."""
     return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def encode_mask(mask: np.ndarray) -> bytes:
+    """[H x W] uint8 mask (1 = hole) -> 1-bit PNG bytes (holes white in a viewer; same pixels give the same bytes)."""
+    buffer = io.BytesIO()
+    Image.fromarray(mask.astype(bool)).save(buffer, format="PNG", optimize=False, compress_level=6)
+    return buffer.getvalue()
+
+
+def decode_mask(data: bytes) -> np.ndarray:
+    """PNG bytes of a mask -> [H x W] uint8, 1 = hole."""
+    with Image.open(io.BytesIO(data)) as image:
+        return (np.array(image.convert("L")) > 0).astype(np.uint8)
 
 
 RawSample = dict[str, Any]  # `__key__` plus undecoded fields, as a tar reader yields them
@@ -117,6 +141,12 @@ class ImageSample:
         """A tar sample -> ImageSample."""
         require(raw, *cls.FIELDS)
         return cls(image=decode_png(raw[Field.IMAGE]), **_common(raw))
+
+    @classmethod
+    def size_of(cls, raw: RawSample) -> tuple[int, int]:
+        """(H, W) of a tar sample's image, its pixels left undecoded."""
+        require(raw, *cls.FIELDS)
+        return png_size(raw[Field.IMAGE])
 
 
 @dataclass(frozen=True)
@@ -183,6 +213,33 @@ class LatentSample:
         """Only the latent of a tar sample (statistics read nothing else)."""
         require(raw, Field.LATENT)
         return decode_npy(raw[Field.LATENT])
+
+
+@dataclass(frozen=True)
+class MaskSample:
+    """An inpainting mask (stage masks): mask [H x W] uint8 (1 = hole) of the image with this key, its kind and the
+    fraction of the image it hides; `meta` holds how it was drawn (seed, attempts)."""
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (Field.MASK, Field.META)
+
+    key: str
+    mask: np.ndarray
+    kind: str
+    coverage: float
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> RawSample:
+        """Tar member bytes by field; kind and coverage are keys of the metadata."""
+        meta = {**self.meta, "kind": self.kind, "coverage": self.coverage}
+        return {KEY: self.key, Field.MASK.value: encode_mask(self.mask), Field.META.value: encode_json(meta)}
+
+    @classmethod
+    def decode(cls, raw: RawSample) -> MaskSample:
+        """A tar sample -> MaskSample."""
+        require(raw, *cls.FIELDS)
+        meta = json.loads(raw[Field.META])
+        kind, coverage = meta.pop("kind"), meta.pop("coverage")
+        return cls(key=raw[KEY], mask=decode_mask(raw[Field.MASK]), kind=kind, coverage=coverage, meta=meta)
 
 
 def image_of(raw: RawSample) -> np.ndarray:

@@ -24,7 +24,7 @@ from ldm.latent_diffusion.config import LDMConfig
 from ldm.latent_diffusion.presets import preset_config
 from ldm.latent_diffusion.settings import paired_config
 from stages.params.base import ParamsError, Section, dataclass_section, describe, to_config
-from stages.params.data import ADDRESS_ENV, ClusterParams, DataParams, DegradeParams, DownloadParams
+from stages.params.data import ADDRESS_ENV, ClusterParams, DataParams, DegradeParams, DownloadParams, MasksParams
 from stages.params.checks import check_consistency
 from stages.params.models import (
     AutoencoderParams,
@@ -39,7 +39,7 @@ from stages.params.recipes import preset_recipe, resolve
 from stages.params.storage import OrchestrateParams, StorageParams
 
 __all__ = ["ADDRESS_ENV", "AutoencoderParams", "CacheLatentsParams", "ClusterParams", "DataParams", "DegradeParams", "DownloadParams", "EvaluateParams",
-           "OrchestrateParams", "Params", "ParamsError", "SamplingParams", "Section", "StorageParams",
+           "MasksParams", "OrchestrateParams", "Params", "ParamsError", "SamplingParams", "Section", "StorageParams",
            "TrainAutoencoderParams", "TrainLDMParams", "TrainSRParams", "dataclass_section", "load_params",
            "lineage", "params_hash", "parse_params", "read_raw", "recipe_lineage", "to_config"]
 
@@ -50,6 +50,7 @@ class Params(Section):
     data: DataParams = DataParams()
     download: DownloadParams = DownloadParams()
     degrade: DegradeParams = DegradeParams()
+    masks: MasksParams = MasksParams()
     autoencoder: AutoencoderParams = AutoencoderParams()
     train_autoencoder: TrainAutoencoderParams = TrainAutoencoderParams()
     cache_latents: CacheLatentsParams = CacheLatentsParams()

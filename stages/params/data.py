@@ -1,12 +1,13 @@
-"""params.yaml sections of the data stages: the shared `data` settings, `download` and `degrade`."""
+"""params.yaml sections of the data stages: the shared `data` settings, `download`, `degrade` and `masks`."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ldm.degradation.variants import Scale, VariantName
+from ldm.masks.config import MaskConfig, check_proportions
 from stages.params.base import Section
 
 
@@ -74,6 +75,43 @@ class DegradeParams(Section):
     workers: int = Field(2, ge=1, le=64, description="processes, one shard each; the output does not depend on it")
     runtime = frozenset({"workers"})
     grid_pairs: int = Field(16, ge=1, le=256, description="HR | LR pairs in reports/degrade.png")
+
+
+class MaskProportionsParams(Section):
+    """The share of each kind of mask; non-negative, summing to 1."""
+
+    thick: float = Field(0.3, ge=0.0, le=1.0, description="few wide, long strokes (LaMa's random_thick)")
+    medium: float = Field(0.3, ge=0.0, le=1.0, description="4-5 strokes of half the width (random_medium)")
+    thin: float = Field(0.2, ge=0.0, le=1.0, description="4-50 narrow, short strokes (random_thin)")
+    box: float = Field(0.2, ge=0.0, le=1.0, description="1-3 axis-aligned boxes")
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> MaskProportionsParams:
+        check_proportions(self.model_dump())
+        return self
+
+
+class MasksParams(Section):
+    """Stage `masks`: a seeded large mask per image for inpainting (LaMa's generator, D.2.2)."""
+
+    proportions: MaskProportionsParams = MaskProportionsParams()
+    min_coverage: float = Field(0.05, ge=0.0, lt=1.0, description="least fraction of the image a mask hides")
+    max_coverage: float = Field(0.5, gt=0.0, le=1.0, description="most fraction hidden (LaMa's max_tamper_area)")
+    attempts: int = Field(10, ge=1, le=1000, description="draws of the kind before the last is fitted to a bound")
+    seed: int = Field(0, ge=0, description="per-sample seeds are hashed from this and the sample key")
+    workers: int = Field(2, ge=1, le=64, description="processes, one shard each; the output does not depend on it")
+    runtime = frozenset({"workers"})
+    grid_images: int = Field(12, ge=1, le=256, description="val rows image | mask | masked in reports/masks.png")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> MasksParams:
+        self.config()  # the generator's own checks (coverage bounds in order)
+        return self
+
+    def config(self) -> MaskConfig:
+        """The generator's configuration."""
+        return MaskConfig(proportions=self.proportions.model_dump(), min_coverage=self.min_coverage,
+                          max_coverage=self.max_coverage, attempts=self.attempts)
 
 
 ADDRESS_ENV = "LDM_CLUSTER_ADDRESS"  # set by the pipeline flow on a Dask worker: its scheduler, over cluster.address
