@@ -1,0 +1,109 @@
+"""Layouts: COCO and OpenImages readers, the layout file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ldm.data.layout_readers import read_coco, read_openimages
+from ldm.data.layouts import Box, ClassTable, Layout, load_layouts, save_layouts
+from ldm.errors import InvalidInput
+
+# Non-square image (H 200, W 400) so a swapped height and width fails.
+COCO = {
+    "images": [{"id": 7, "file_name": "a.jpg", "height": 200, "width": 400},
+               {"id": 9, "file_name": "b.jpg", "height": 100, "width": 100}],
+    "categories": [{"id": 18, "name": "dog"}, {"id": 1, "name": "person"}, {"id": 90, "name": "toothbrush"}],
+    "annotations": [
+        {"id": 1, "image_id": 7, "category_id": 18, "bbox": [40, 20, 100, 50], "iscrowd": 0},
+        {"id": 2, "image_id": 7, "category_id": 1, "bbox": [380, 190, 30, 20], "iscrowd": 0},  # overhangs: clipped
+        {"id": 3, "image_id": 7, "category_id": 90, "bbox": [0, 0, 400, 200], "iscrowd": 1},
+    ],
+}
+OI_HEADER = "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside"
+OI_ROWS = ["img1,xclick,/m/0bt9lr,1,0.1,0.5,0.2,0.9,0,0,0,0,0",
+           "img2,xclick,/m/01g317,1,0.0,1.0,0.25,0.75,1,0,1,0,0",
+           "img1,activemil,/m/01g317,1,0.6,0.7,0.3,0.4,0,0,0,0,0"]
+OI_CLASSES = "/m/01g317,Person\n/m/0bt9lr,Dog\n/m/04yx4,Man\n"
+
+
+def _write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def _corners(box):
+    return (box.x0, box.y0, box.x1, box.y1)
+
+
+def test_coco_boxes_are_normalised_corners_with_contiguous_classes(tmp_path):
+    found = read_coco(_write(tmp_path, "instances.json", json.dumps(COCO)))
+    assert found.classes == ClassTable(names=("person", "dog", "toothbrush"), sources=("1", "18", "90"))
+    dog, person, crowd = found.layouts["a.jpg"].boxes
+    assert (dog.class_id, _corners(dog)) == (1, pytest.approx((0.1, 0.1, 0.35, 0.35)))
+    assert (person.class_id, _corners(person)) == (0, pytest.approx((0.95, 0.95, 1.0, 1.0)))
+    assert (crowd.class_id, _corners(crowd)) == (2, (0.0, 0.0, 1.0, 1.0))
+    assert (found.layouts["a.jpg"].height, found.layouts["a.jpg"].width) == (200, 400)
+    assert found.layouts["b.jpg"].boxes == ()
+    dropped = read_coco(tmp_path / "instances.json", keep_groups=False)
+    assert [box.class_id for box in dropped.layouts["a.jpg"].boxes] == [1, 0]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"bbox": [1, 2, -3, 4]}, "annotations[1]: bbox must be [x, y, w, h]"),
+    ({"bbox": [1, 2, 3]}, "annotations[1]: bbox must be [x, y, w, h]"),
+    ({"category_id": 5}, "annotations[1]: category_id 5 is not among the ids in 'categories'"),
+    ({"image_id": 8}, "annotations[1]: image_id 8 is not among the ids in 'images'"),
+])
+def test_coco_malformed_annotation_names_file_and_record(tmp_path, change, message):
+    bad = json.loads(json.dumps(COCO))
+    bad["annotations"][1].update(change)
+    path = _write(tmp_path, "bad.json", json.dumps(bad))
+    with pytest.raises(InvalidInput) as error:
+        read_coco(path)
+    assert str(error.value).startswith(f"{path}: {message}") and "\n" not in str(error.value)
+
+
+def test_openimages_rows_with_and_without_class_descriptions(tmp_path):
+    boxes = _write(tmp_path, "boxes.csv", "\n".join([OI_HEADER, *OI_ROWS]) + "\n")
+    found = read_openimages(boxes, _write(tmp_path, "classes.csv", OI_CLASSES))
+    assert found.classes.names == ("Person", "Dog", "Man")
+    assert list(found.layouts) == ["img1", "img2"]
+    dog, person = found.layouts["img1"].boxes
+    assert (dog.class_id, _corners(dog)) == (1, (0.1, 0.2, 0.5, 0.9))
+    assert (person.class_id, _corners(person)) == (0, (0.6, 0.3, 0.7, 0.4))
+    bare = read_openimages(boxes, keep_groups=False)
+    assert bare.classes == ClassTable(names=("/m/01g317", "/m/0bt9lr"), sources=("/m/01g317", "/m/0bt9lr"))
+    assert list(bare.layouts) == ["img1"] and bare.layouts["img1"].boxes[0].class_id == 1
+
+
+@pytest.mark.parametrize("row, message", [
+    ("img3,xclick,/m/01g317,1,0.5,0.4,0.2,0.9,0,0,0,0,0", "line 3: XMin, XMax, YMin, YMax must be numbers"),
+    ("img3,xclick,/m/01g317,1,0.1,abc,0.2,0.9,0,0,0,0,0", "line 3: XMin, XMax, YMin, YMax must be numbers"),
+    ("img3,xclick,/m/01g317,1,0.1", "line 3: has 5 fields where the header names 13"),
+    ("img3,xclick,/m/09xyz,1,0.1,0.5,0.2,0.9,0,0,0,0,0", "line 3: LabelName '/m/09xyz' is not in"),
+])
+def test_openimages_malformed_row_names_file_and_line(tmp_path, row, message):
+    boxes = _write(tmp_path, "boxes.csv", "\n".join([OI_HEADER, OI_ROWS[0], row]) + "\n")
+    with pytest.raises(InvalidInput) as error:
+        read_openimages(boxes, _write(tmp_path, "classes.csv", OI_CLASSES))
+    assert str(error.value).startswith(f"{boxes}: {message}") and "\n" not in str(error.value)
+
+
+def test_openimages_header_without_box_columns(tmp_path):
+    boxes = _write(tmp_path, "boxes.csv", "ImageID,LabelName,XMin\nimg1,/m/01g317,0.1\n")
+    with pytest.raises(InvalidInput, match=r"boxes.csv: line 1: the header lacks the columns \['XMax', 'YMax', 'YMin'\]"):
+        read_openimages(boxes)
+
+
+def test_layout_file_round_trip_and_bad_box(tmp_path):
+    layouts = [Layout(key="a", height=16, width=24, boxes=(Box(3, 0.1, 0.2, 0.3, 0.4),)),
+               Layout(key="b", height=None, width=None, boxes=())]
+    save_layouts(tmp_path / "boxes.json", layouts)
+    assert load_layouts(tmp_path / "boxes.json") == layouts
+    one = {"key": "c", "height": 8, "width": 8, "boxes": [{"class_id": 0, "x0": 0.5, "y0": 0, "x1": 0.4, "y1": 1}]}
+    path = _write(tmp_path, "one.json", json.dumps(one))
+    with pytest.raises(InvalidInput, match=r"one.json: layout 0: box 0: corners must satisfy 0 <= x0 <= x1 <= 1"):
+        load_layouts(path)
