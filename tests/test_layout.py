@@ -1,11 +1,13 @@
-"""Layouts: COCO and OpenImages readers, the layout file."""
+"""Layouts: COCO and OpenImages readers, the layout file, the (l, b, c) box tokenizer."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+import torch
 
+from ldm.conditioning import LayoutTokenizer, LayoutTokenizerConfig, largest_grid
 from ldm.data.layout_readers import read_coco, read_openimages
 from ldm.data.layouts import Box, ClassTable, Layout, load_layouts, save_layouts
 from ldm.errors import InvalidInput
@@ -107,3 +109,64 @@ def test_layout_file_round_trip_and_bad_box(tmp_path):
     path = _write(tmp_path, "one.json", json.dumps(one))
     with pytest.raises(InvalidInput, match=r"one.json: layout 0: box 0: corners must satisfy 0 <= x0 <= x1 <= 1"):
         load_layouts(path)
+
+
+def _random_layout(generator, count, num_classes):
+    corners = torch.rand(count, 4, generator=generator, dtype=torch.float64)
+    x0, x1 = corners[:, 0].minimum(corners[:, 1]), corners[:, 0].maximum(corners[:, 1])
+    y0, y1 = corners[:, 2].minimum(corners[:, 3]), corners[:, 2].maximum(corners[:, 3])
+    classes = torch.randint(num_classes, (count,), generator=generator)
+    boxes = (Box(int(c), float(a), float(b), float(d), float(e)) for c, a, b, d, e in zip(classes, x0, y0, x1, y1))
+    return Layout(key="r", height=16, width=24, boxes=tuple(boxes))
+
+
+def test_tokenizer_round_trip_within_half_a_grid_step():
+    tokenizer = LayoutTokenizer(LayoutTokenizerConfig(num_classes=10, grid=32, max_boxes=30))
+    layout = _random_layout(torch.Generator().manual_seed(0), 12, 10)
+    tokens = tokenizer.encode(layout)
+    decoded = tokenizer.decode(tokens)
+    assert tokens.dtype == torch.long and tokens.shape == (92,)
+    half_step = 0.5 / 31
+    for box in layout.boxes:  # every box comes back, in some order, within half a step of its corners
+        matches = [d for d in decoded.boxes if d.class_id == box.class_id
+                   and max(abs(p - q) for p, q in zip(_corners(d), _corners(box))) <= half_step + 1e-12]
+        assert matches, box
+    assert len(decoded.boxes) == 12
+    assert torch.equal(tokenizer.encode(decoded), tokens)  # the order is a function of the snapped boxes
+    assert tokenizer.decode_window(tokens) == (0.0, 0.0, 1.0, 1.0)
+
+
+def test_tokenizer_pads_truncates_to_largest_and_stays_in_vocabulary():
+    tokenizer = LayoutTokenizer(LayoutTokenizerConfig(num_classes=5, grid=16, max_boxes=4))
+    assert (tokenizer.vocab_size, tokenizer.seq_len, tokenizer.pad) == (16 * 16 + 5 + 1, 14, 261)
+    small = Layout(key="s", height=None, width=None, boxes=(Box(4, 0.0, 0.0, 1.0, 1.0),))
+    tokens = tokenizer.encode(small)
+    assert tokens.tolist() == [0, 255, 256 + 4] + [261] * 9 + [0, 255]
+    many = _random_layout(torch.Generator().manual_seed(1), 9, 5)
+    kept = tokenizer.decode(tokenizer.encode(many)).boxes
+    areas = sorted((tokenizer.decode(tokenizer.encode(Layout("o", None, None, (b,)))).boxes[0].area
+                    for b in many.boxes), reverse=True)
+    assert [box.area for box in kept] == pytest.approx(areas[:4])
+    batch = tokenizer.encode_batch([small, many])
+    assert batch.shape == (2, 14) and batch.min() >= 0 and batch.max() < tokenizer.vocab_size
+
+
+def test_tokenizer_window_drops_boxes_outside_and_rejects_bad_tokens():
+    tokenizer = LayoutTokenizer(LayoutTokenizerConfig(num_classes=3, grid=11, max_boxes=2))
+    layout = Layout(key="w", height=None, width=None, boxes=(Box(0, 0.0, 0.0, 0.2, 0.2), Box(1, 0.6, 0.6, 0.9, 0.8)))
+    tokens = tokenizer.encode(layout, window=(0.5, 0.5, 1.0, 1.0))
+    assert [box.class_id for box in tokenizer.decode(tokens).boxes] == [1]
+    assert tokenizer.decode_window(tokens) == (0.5, 0.5, 1.0, 1.0)
+    with pytest.raises(InvalidInput, match=r"layout tokens 0..2: .* is not a \(position, position, class\) triple"):
+        tokenizer.decode(torch.tensor([121, 0, 121] + [124] * 3 + [0, 120]))
+    with pytest.raises(InvalidInput, match=r"shape \(7,\), expected \(8,\)"):
+        tokenizer.decode(tokens[:7])
+    with pytest.raises(InvalidInput, match="class_id 3 is not below the tokenizer's num_classes 3"):
+        tokenizer.encode(Layout(key="x", height=None, width=None, boxes=(Box(3, 0, 0, 1, 1),)))
+
+
+def test_largest_grid_fits_the_paper_vocabulary():
+    assert largest_grid(80) == 90  # COCO things: 8100 + 80 + 1 = 8181 <= 8192
+    for classes in (80, 183, 601):
+        grid = largest_grid(classes)
+        assert grid**2 + classes + 1 <= 8192 < (grid + 1) ** 2 + classes + 1
