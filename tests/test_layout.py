@@ -1,14 +1,16 @@
-"""Layouts: COCO and OpenImages readers, the layout file, the (l, b, c) box tokenizer."""
+"""Layouts: COCO and OpenImages readers, the layout file, the (l, b, c) box tokenizer, label-map stand-in boxes."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from ldm.conditioning import LayoutTokenizer, LayoutTokenizerConfig, largest_grid
 from ldm.data.layout_readers import read_coco, read_openimages
+from ldm.data.layout_standin import boxes_from_label_map
 from ldm.data.layouts import Box, ClassTable, Layout, load_layouts, save_layouts
 from ldm.errors import InvalidInput
 
@@ -170,3 +172,16 @@ def test_largest_grid_fits_the_paper_vocabulary():
     for classes in (80, 183, 601):
         grid = largest_grid(classes)
         assert grid**2 + classes + 1 <= 8192 < (grid + 1) ** 2 + classes + 1
+
+
+def test_label_map_with_two_rectangles_gives_those_boxes():
+    label_map = np.zeros((16, 24), dtype=np.int64)  # [H x W], non-square
+    label_map[2:6, 3:11] = 4
+    label_map[9:15, 12:22] = 7
+    label_map[0, 23] = 7  # one pixel: below min_area
+    boxes = boxes_from_label_map(label_map, min_area=2)
+    assert boxes == (Box(4, 3 / 24, 2 / 16, 11 / 24, 6 / 16), Box(7, 12 / 24, 9 / 16, 22 / 24, 15 / 16))
+    with_background = boxes_from_label_map(label_map, min_area=2, background=None)
+    assert Box(0, 0.0, 0.0, 1.0, 1.0) in with_background and len(with_background) == 3
+    diagonal = np.eye(4, 6, dtype=np.int64) * 2  # pixels touching at corners are one region (8-connected)
+    assert boxes_from_label_map(diagonal) == (Box(2, 0.0, 0.0, 4 / 6, 1.0),)
