@@ -1,4 +1,4 @@
-"""Label maps: dataset formats read to class ids, pairing by stem, nearest crops."""
+"""Label maps: dataset formats read to class ids, pairing by stem, nearest crops, stand-in maps."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from ldm.data.label_maps import (
     read_label_map,
     resize_nearest,
 )
+from ldm.data.stand_in_maps import stand_in_label_map
 from ldm.errors import InvalidInput
 
 
@@ -138,3 +139,35 @@ def test_nearest_resize_keeps_non_square_layout():
 def test_crop_outside_the_map_is_refused():
     with pytest.raises(ValueError, match="leaves the 16x24 map"):
         crop_resize_label_map(np.zeros((16, 24), dtype=np.int64), (0, 0, 20), 8)
+
+
+# ----------------------------------------------------------------------------- stand-in maps
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    from skimage.data import astronaut as load
+
+    return load()[::2, ::2]  # 256 x 256 x 3: half the pixels, the same regions
+
+
+def test_stand_in_is_seeded_and_byte_identical(astronaut):
+    first = stand_in_label_map(astronaut, n_regions=6, seed=3)
+    assert first.tobytes() == stand_in_label_map(astronaut, n_regions=6, seed=3).tobytes()
+    assert first.shape == astronaut.shape[:2] and np.unique(first).size == 6
+
+
+def test_stand_in_uses_exactly_n_regions_ordered_by_lightness(astronaut):
+    from skimage.color import rgb2lab
+
+    label_map = stand_in_label_map(astronaut, n_regions=6, seed=3, position_weight=0.5)
+    assert np.array_equal(np.unique(label_map), np.arange(6))
+    lightness = rgb2lab(astronaut)[..., 0]
+    means = [lightness[label_map == region].mean() for region in range(6)]
+    assert means == sorted(means)
+
+
+def test_stand_in_refuses_more_regions_than_colours():
+    flat = np.full((8, 12, 3), 100, dtype=np.uint8)
+    flat[:, 6:] = 200
+    with pytest.raises(InvalidInput, match="2 distinct colours"):
+        stand_in_label_map(flat, n_regions=3, seed=0)
