@@ -1,11 +1,13 @@
-"""Label maps: dataset formats read to class ids, pairing by stem, nearest crops, stand-in maps."""
+"""Label maps: dataset formats read to class ids, pairing by stem, nearest crops, stand-in maps, one-hot and the rescaler."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from ldm.conditioning.spatial import SpatialRescaler, one_hot
 from ldm.data.images import crop_resize
 from ldm.data.label_maps import (
     ADE20K,
@@ -171,3 +173,36 @@ def test_stand_in_refuses_more_regions_than_colours():
     flat[:, 6:] = 200
     with pytest.raises(InvalidInput, match="2 distinct colours"):
         stand_in_label_map(flat, n_regions=3, seed=0)
+
+
+# ----------------------------------------------------------------------------- one-hot and the rescaler
+
+def test_one_hot_sums_to_one_except_where_ignored():
+    label_map = torch.randint(0, 182, (2, 16, 24), generator=torch.Generator().manual_seed(0))
+    label_map[0, :4, :5] = IGNORE_INDEX
+    vectors = one_hot(label_map, 182)
+    assert vectors.shape == (2, 182, 16, 24)
+    sums = vectors.sum(dim=1)
+    assert torch.all(sums[0, :4, :5] == 0) and int(sums.sum()) == 2 * 16 * 24 - 20
+    labelled = label_map != IGNORE_INDEX
+    assert torch.equal(vectors.argmax(dim=1)[labelled], label_map[labelled])
+
+
+def test_one_hot_refuses_ids_out_of_range():
+    with pytest.raises(ValueError, match="0..9"):
+        one_hot(torch.full((1, 2, 3), 10), 10)
+
+
+def test_rescaler_of_the_semantic_model_has_546_parameters_and_quarter_size(one_thread):
+    rescaler = SpatialRescaler(n_stages=2, method="bilinear", multiplier=0.5, in_channels=182, out_channels=3, bias=False)
+    assert sum(p.numel() for p in rescaler.parameters()) == 546
+    assert rescaler(torch.rand(2, 182, 64, 64)).shape == (2, 3, 16, 16)
+    assert rescaler(torch.rand(1, 182, 32, 48)).shape == (1, 3, 8, 12)  # height and width kept apart
+
+
+def test_rescaler_without_conv_is_bilinear_halving(one_thread):
+    rescaler = SpatialRescaler(n_stages=1, in_channels=3)
+    x = torch.arange(2 * 3 * 4 * 6, dtype=torch.float32).reshape(2, 3, 4, 6)
+    expected = x.reshape(2, 3, 2, 2, 3, 2).mean(dim=(3, 5))  # halving at pixel centres averages 2x2 blocks
+    assert rescaler.out_channels == 3 and not list(rescaler.parameters())
+    torch.testing.assert_close(rescaler(x), expected)
