@@ -7,6 +7,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "encoders": ("ClassEmbedder", "ConcatConditioner", "TextBlock", "TextTransformer", "build_conditioner"),
     "layout": ("LayoutTokenizer", "LayoutTokenizerConfig", "largest_grid"),
     "guidance": ("drop_class_labels", "drop_prompts", "guided_denoiser", "uncond_mask"),
+    "spatial": ("RescaleMethod", "SpatialRescaler", "one_hot"),
     "tokenizer": ("SPECIAL_TOKENS", "build_tokenizer", "cached_wordpiece", "captions_key", "learn_wordpiece_vocab",
                   "load_bert_tokenizer", "load_tokenizer", "save_tokenizer", "tokenize", "train_wordpiece"),
 })
