@@ -9,7 +9,6 @@ on the raw mapping before validation and says where every value it filled came f
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -18,13 +17,13 @@ from ldm.latent_diffusion.presets import preset_config
 from ldm.latent_diffusion.recipes import recipe as ldm_recipe
 from ldm.latent_diffusion.settings import ModelSettings
 from ldm.recipes import Recipe
-from ldm.placement import Placement
+from stages.params.models import PlacementParams, TrainingLoop
 
 FROM_PARAMS = "params.yaml"
 FROM_DEFAULT = "default"
 INHERITS = {"train_sr": "train_ldm"}  # section -> the section whose loop settings it takes (dvc.yaml lists both)
-# TrainingLoop's fields and where the processes run (ldm.trainer.Placement)
-INHERITED_KEYS = ("shuffle_buffer", "seed", "threads", "precision", "loader", "resume", *dataclasses.asdict(Placement()))
+# TrainingLoop's fields and where the processes run (ldm.placement.Placement)
+INHERITED_KEYS = (*TrainingLoop.model_fields, *PlacementParams.model_fields)
 
 
 def _ldm_overlay(name: str) -> dict[str, Any]:
