@@ -4,9 +4,11 @@
 training stages write them or `ldm pull` brings them back. Generated samples are
 scored against the `reference_split` of the image shards; the reference's
 features are cached under a name that carries the shards' content hash and the
-extractor's weights hash. Without Inception weights FID/KID/IS/PR are reported
-as skipped, with the reason, and everything else is still computed. Every
-setting that changes a number is written beside it.
+extractor's weights hash. Super-resolved images and their bicubic baseline
+get PSNR/SSIM against HR and FID (against `sr_reference_split`: the val pairs'
+HR images or the train shards, Tab. 11) and IS. Without Inception weights
+FID/KID/IS/PR are reported as skipped, with the reason, and everything else is
+still computed. Every setting that changes a number is written beside it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from einops import rearrange
 
 from ldm.autoencoder.checkpoint import load_autoencoder
 from ldm.autoencoder.losses import MissingWeightsError
+from ldm.autoencoder.model import Autoencoder
 from ldm.data.grids import save_grid
 from ldm.data.loader import image_loader, shard_urls, to_tensor, to_uint8
 from ldm.data.schema import PairSample
@@ -33,7 +37,7 @@ from ldm.errors import InvalidInput
 from ldm.latent_diffusion.checkpoint import LoadedLDM, load_ldm
 from ldm.latent_diffusion.generate import decode_latents, sample_images
 from ldm.latent_diffusion.upscale import check_sr_model, evaluate_sr
-from ldm.metrics.fidelity import ReferenceCache, features_fingerprint, fidelity_metrics
+from ldm.metrics.fidelity import ReferenceCache, features_fingerprint, fidelity_metrics, fidelity_or_skip
 from ldm.reports import write_json
 from stages.cli import arg, stage_main
 from stages.params import EvaluateParams, Params, lineage, to_config
@@ -59,23 +63,57 @@ def _images(urls: list[str], p: EvaluateParams) -> torch.Tensor:
     return torch.cat([rearrange(torch.from_numpy(to_uint8(x)), "n h w c -> n c h w") for x, _ in loader])
 
 
-def _pairs(urls: list[str], limit: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(HR [N x 3 x H x W], LR [N x 3 x h x w]) in [-1, 1], the first `limit` pairs in order."""
+def _pairs(urls: list[str], limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(HR [N x 3 x H x W], LR [N x 3 x h x w]) in [-1, 1], the first `limit` pairs (None: all) in order."""
     pairs = [PairSample.decode(raw) for raw in islice(read_shards(urls), limit)]
     if not pairs:
         raise InvalidInput(f"{urls[0] if urls else 'the pair shards'}: no val pairs to super-resolve")
     return torch.stack([to_tensor(p.hr) for p in pairs]), torch.stack([to_tensor(p.lr) for p in pairs])
 
 
+def _to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """[N x 3 x H x W] in [-1, 1] -> uint8 [N x 3 x H x W]."""
+    return rearrange(torch.from_numpy(to_uint8(x)), "n h w c -> n c h w")
+
+
 def _fidelity(p: EvaluateParams, generated: torch.Tensor, reference: torch.Tensor, ref_hash: str, cache: Path,
               metrics: tuple[str, ...]) -> tuple[dict[str, float], str | None]:
     """torch-fidelity's numbers, or ({}, the reason they were skipped)."""
-    try:
-        return fidelity_metrics(generated, reference, feature_extractor=p.feature_extractor,
-                                weights_path=p.inception_weights or None, metrics=metrics,  # type: ignore[arg-type]
-                                reference_cache=ReferenceCache(cache, ref_hash[:32]), batch_size=p.batch_size), None
-    except MissingWeightsError as exc:
-        return {}, str(exc)
+    return fidelity_or_skip(generated, reference, feature_extractor=p.feature_extractor,
+                            weights_path=p.inception_weights or None, metrics=metrics,
+                            reference_cache=ReferenceCache(cache, ref_hash[:32]), batch_size=p.batch_size)
+
+
+def _sr_reference(p: EvaluateParams, paths: Paths) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The SR FID reference (Tab. 11): the HR images of every val pair, or the train image shards; its record."""
+    if p.sr_reference_split == "val":
+        urls = shard_urls(paths.pairs, "val")
+        images = _to_uint8(_pairs(urls, None)[0])
+        what = "HR images of the val pairs"
+    else:
+        urls = shard_urls(paths.images, "train")
+        images, what = _images(urls, p), "train image shards"
+    return images, {"split": p.sr_reference_split, "set": what, "images": len(images), "sha256": shards_sha256(urls)}
+
+
+def _sr(p: EvaluateParams, paths: Paths, autoencoder: Autoencoder, report: dict[str, Any]) -> None:
+    """Super-resolve val pairs; PSNR/SSIM and FID/IS (Tab. 11) of SR and of bicubic, the grid sr.png."""
+    sr_model = load_ldm(paths.models / "ldm_sr")
+    check_sr_model(sr_model, str(paths.models / "ldm_sr"))
+    hr, lr = _pairs(shard_urls(paths.pairs, "val"), p.sr_samples)
+    fidelity, reference = None, {"split": p.sr_reference_split}
+    if "missing" in report["feature_extractor"]:  # the extractor's weights are absent: FID/IS skipped, the rest runs
+        report["skipped"]["sr_fidelity"] = report["feature_extractor"]["missing"]
+    else:
+        images, reference = _sr_reference(p, paths)
+        fidelity = partial(fidelity_metrics, reference=images, feature_extractor=p.feature_extractor,
+                           metrics=("fid", "isc"), weights_path=p.inception_weights or None, batch_size=p.batch_size,
+                           reference_cache=ReferenceCache(paths.cache, reference["sha256"][:32]))
+    report["sr"], grid = evaluate_sr(sr_model, autoencoder.decode, hr, lr, settings=to_config(p.sr_sampling, SamplerSettings),
+                                     seed=p.seed, batch_size=p.batch_size, downsample=autoencoder.downsample_factor,
+                                     fidelity=fidelity)
+    report["sr"]["fid_reference"] = reference
+    save_grid(grid, paths.grids / "sr.png", nrow=3)
 
 
 def _conditions(loaded: LoadedLDM, n: int) -> dict[str, Any]:
@@ -132,12 +170,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         report["skipped"]["rfid"] = reason
 
     if (paths.models / "ldm_sr").is_dir():
-        sr_model = load_ldm(paths.models / "ldm_sr")
-        check_sr_model(sr_model, str(paths.models / "ldm_sr"))
-        hr, lr = _pairs(shard_urls(paths.pairs, "val"), p.sr_samples)
-        report["sr"], grid = evaluate_sr(sr_model, autoencoder.decode, hr, lr, settings=to_config(p.sr_sampling, SamplerSettings),
-                                         seed=p.seed, batch_size=p.batch_size, downsample=autoencoder.downsample_factor)
-        save_grid(grid, paths.grids / "sr.png", nrow=3)
+        _sr(p, paths, autoencoder, report)
     else:
         report["skipped"]["sr"] = f"no {paths.models / 'ldm_sr'}: train it with `dvc repro train_sr`"
     report["lineage"] = lineage({"evaluate": p}, {"reference": ref_hash, "val": shards_sha256(val_urls)})

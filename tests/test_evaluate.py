@@ -51,6 +51,9 @@ def test_evaluate_scores_samples_sr_and_records_every_setting(ldm_inputs, models
     assert report["autoencoder"]["rfid"] >= 0
     sr = report["sr"]
     assert sr["pairs"] == 4 and {"psnr", "ssim"} <= set(sr) and {"psnr", "ssim"} <= set(sr["bicubic"])
+    assert {"fid", "isc_mean", "isc_std"} <= set(sr) and {"fid", "isc_mean", "isc_std"} <= set(sr["bicubic"])  # Tab. 11
+    assert sr["fid_reference"]["split"] == "val" and sr["fid_reference"]["images"] == 16  # every val pair's HR image
+    assert sr["fid"] != sr["bicubic"]["fid"]
     assert report["skipped"] == {}
     for grid in ("samples.png", "sr.png"):
         assert Image.open(tmp_path / "grids" / grid).size[0] > 64
@@ -62,7 +65,8 @@ def test_missing_inception_is_reported_as_skipped_and_the_rest_runs(ldm_inputs, 
     report = _evaluate(ldm_inputs, models, tmp_path, feature_extractor="inception-v3-compat",
                        inception_weights=str(tmp_path / "absent.pth"))
     assert "absent.pth" in report["skipped"]["ldm_fidelity"] and "rfid" in report["skipped"]
-    assert "fid" not in report["ldm"] and "psnr" in report["sr"]
+    assert "absent.pth" in report["skipped"]["sr_fidelity"]
+    assert "fid" not in report["ldm"] and "psnr" in report["sr"] and "fid" not in report["sr"]["bicubic"]
 
 
 def test_samples_do_not_depend_on_the_batch_size(ldm_inputs, models, tmp_path):

@@ -7,7 +7,7 @@ downsampling; a tile of t LR pixels becomes a latent of t * s / f.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,9 @@ from ldm.errors import InvalidInput
 from ldm.latent_diffusion.checkpoint import LoadedLDM
 from ldm.latent_diffusion.generate import Decoder, conditions, decode_latents, generate_latents
 from ldm.metrics.quality import psnr, ssim
+
+
+Scorer = Callable[[torch.Tensor], dict[str, float]]  # uint8 images [N x 3 x H x W] -> named scores
 
 
 def check_sr_model(loaded: LoadedLDM, where: str) -> None:
@@ -38,9 +41,14 @@ def upscale_latents(loaded: LoadedLDM, lr: torch.Tensor, seeds: Sequence[int], s
 
 @torch.no_grad()
 def evaluate_sr(loaded: LoadedLDM, decode: Decoder, hr: torch.Tensor, lr: torch.Tensor, *, settings: SamplerSettings,
-                seed: int, batch_size: int, downsample: int) -> tuple[dict[str, Any], torch.Tensor]:
+                seed: int, batch_size: int, downsample: int, fidelity: Scorer | None = None,
+                ) -> tuple[dict[str, Any], torch.Tensor]:
     """PSNR/SSIM of SR and of bicubic upsampling against HR [N x 3 x H x W] in [-1, 1]; the report and a grid
-    uint8 [3M x 3 x H x W] of bicubic | SR | HR rows for the first M <= 8 pairs."""
+    uint8 [3M x 3 x H x W] of bicubic | SR | HR rows for the first M <= 8 pairs.
+
+    fidelity: scores of a uint8 image set [N x 3 x H x W] (FID against a reference, IS: Tab. 11), added to the
+    SR entry and to the bicubic one.
+    """
     size = (hr.shape[-2] // downsample, hr.shape[-1] // downsample)  # the HR image's latent
     outs = []
     for start in range(0, len(hr), batch_size):
@@ -50,12 +58,20 @@ def evaluate_sr(loaded: LoadedLDM, decode: Decoder, hr: torch.Tensor, lr: torch.
     sr = torch.cat(outs).float() / 127.5 - 1.0  # (N, 3, H, W)
     bicubic = F.interpolate(lr, size=hr.shape[-2:], mode="bicubic", align_corners=False).clamp(-1, 1)
     rows = torch.cat([torch.stack([b, s, h]) for b, s, h in zip(bicubic[:8], sr[:8], hr[:8])])  # (3M, 3, H, W)
-    grid = ((rows.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    grid = _as_uint8(rows)
     report = {"pairs": len(hr), "sampling": settings.to_dict(), "seeds": [seed, seed + len(hr) - 1],
               "psnr": float(psnr(sr, hr).mean()), "ssim": float(ssim(sr, hr).mean()),
               "bicubic": {"psnr": float(psnr(bicubic, hr).mean()), "ssim": float(ssim(bicubic, hr).mean())},
               "grid": "bicubic | SR | HR per row"}
+    if fidelity is not None:
+        report.update(fidelity(_as_uint8(sr)))
+        report["bicubic"].update(fidelity(_as_uint8(bicubic)))
     return report, grid
+
+
+def _as_uint8(x: torch.Tensor) -> torch.Tensor:
+    """[N x 3 x H x W] in [-1, 1] -> uint8 [N x 3 x H x W]."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 def _ramp(n: int, overlap: int) -> np.ndarray:

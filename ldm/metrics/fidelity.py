@@ -174,6 +174,15 @@ def fidelity_metrics(generated: Tensor | Dataset, reference: Tensor | Dataset, *
     return result
 
 
+def fidelity_or_skip(generated: Tensor | Dataset, reference: Tensor | Dataset, **kwargs: object
+                     ) -> tuple[dict[str, float], str | None]:
+    """`fidelity_metrics(generated, reference, **kwargs)` and None, or ({}, the reason) when its weights are absent."""
+    try:
+        return fidelity_metrics(generated, reference, **kwargs), None  # type: ignore[arg-type]
+    except MissingWeightsError as exc:
+        return {}, str(exc)
+
+
 def _as_dataset(images: Tensor | Dataset, which: str) -> Dataset:
     """A uint8 tensor wrapped as a Dataset; a Dataset checked on its first item."""
     if isinstance(images, Tensor):

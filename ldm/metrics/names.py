@@ -7,3 +7,5 @@ from typing import Literal
 # inception-v3-compat: the paper's; random-conv: a seeded stand-in for smoke runs only, never compare its numbers.
 FeatureExtractorName = Literal["inception-v3-compat", "random-conv"]
 MetricName = Literal["fid", "kid", "isc", "prc"]  # FID, KID, Inception Score, precision/recall
+# LPIPS backbones: vgg16, the paper's (torchvision's ImageNet weights); random-vgg16: a seeded stand-in for smoke runs.
+PerceptualNetName = Literal["vgg16", "random-vgg16"]

@@ -26,6 +26,7 @@ from ldm.latent_diffusion.settings import paired_config
 from stages.params.base import ParamsError, Section, dataclass_section, describe, to_config
 from stages.params.data import ADDRESS_ENV, ClusterParams, DataParams, DegradeParams, DownloadParams, MasksParams
 from stages.params.checks import check_consistency
+from stages.params.evaluation import EvaluateInpaintParams
 from stages.params.models import (
     AutoencoderParams,
     CacheLatentsParams,
@@ -39,6 +40,7 @@ from stages.params.recipes import preset_recipe, resolve
 from stages.params.storage import OrchestrateParams, StorageParams
 
 __all__ = ["ADDRESS_ENV", "AutoencoderParams", "CacheLatentsParams", "ClusterParams", "DataParams", "DegradeParams", "DownloadParams", "EvaluateParams",
+           "EvaluateInpaintParams",
            "MasksParams", "OrchestrateParams", "Params", "ParamsError", "SamplingParams", "Section", "StorageParams",
            "TrainAutoencoderParams", "TrainLDMParams", "TrainSRParams", "dataclass_section", "load_params",
            "lineage", "params_hash", "parse_params", "read_raw", "recipe_lineage", "to_config"]
@@ -57,6 +59,7 @@ class Params(Section):
     train_ldm: TrainLDMParams = TrainLDMParams()
     train_sr: TrainSRParams = TrainSRParams()
     evaluate: EvaluateParams = EvaluateParams()
+    evaluate_inpaint: EvaluateInpaintParams = EvaluateInpaintParams()
     storage: StorageParams = StorageParams()
     orchestrate: OrchestrateParams = OrchestrateParams()
     cluster: ClusterParams = ClusterParams()

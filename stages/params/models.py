@@ -167,6 +167,8 @@ class EvaluateParams(Loading):
     sampling: SamplingParams = SamplingParams(guidance_scale=2.0)  # type: ignore[valid-type]
     sr_samples: int = Field(32, ge=1, le=1_000_000, description="val pairs super-resolved")
     sr_sampling: SamplingParams = SamplingParams()  # type: ignore[valid-type]
+    sr_reference_split: Literal["val", "train"] = Field(
+        "val", description="SR FID reference (Tab. 11): val = the HR images of the val pairs, train = the train shards")
     feature_extractor: FeatureExtractorName = Field(
         "inception-v3-compat", description="random-conv: a seeded stand-in, for smoke runs only")
     inception_weights: str = Field("", description="Inception file; empty: torch-fidelity's file in $TORCH_HOME/hub/checkpoints")
