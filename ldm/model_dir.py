@@ -1,7 +1,7 @@
 """MODEL_DIR: the folder of trained models as `dvc repro` writes it under models/ and `ldm pull` brings it back.
 
-It holds `autoencoder/` beside `ldm/` (and `ldm_sr/` for super-resolution), each a
-`model.safetensors` with its `config.json`. `ldm sample`, `ldm upscale`,
+It holds `autoencoder/` beside `ldm/` (and `ldm_sr/` for super-resolution, `ldm_inpaint/` for inpainting), each a
+`model.safetensors` with its `config.json`. `ldm sample`, `ldm upscale`, `ldm inpaint`,
 `ldm publish`, `ldm import`/`ldm export` and the `init_from` params read it.
 """
 
@@ -12,6 +12,7 @@ from pathlib import Path
 from ldm.errors import InputNotFound
 
 AUTOENCODER, LDM, LDM_SR = "autoencoder", "ldm", "ldm_sr"
+LDM_INPAINT = "ldm_inpaint"
 WEIGHTS = "model.safetensors"
 
 

@@ -93,3 +93,20 @@ def test_embedded_keys_are_unique_across_splits_and_name_their_split(tmp_path):
     assert len(set(every)) == len(every)
     for split, names in keys.items():
         assert all(f"_{split}_" in key for key in names), (split, names[:3])
+
+
+def test_latent_sample_carries_the_inpainting_extras(tmp_path):
+    mask = np.zeros((4, 6), np.uint8)
+    mask[1:3, 2:5] = 1
+    masked = np.arange(72, dtype=np.float16).reshape(3, 4, 6)
+    sample = LatentSample("k", masked * 2, 1, "c", {}, masked=masked, mask=mask)
+    raw = sample.encode()
+    assert {Field.MASKED.value, Field.MASK.value} <= set(raw)
+    write_shard(tmp_path / "s.tar", [sample])
+    back = LatentSample.decode(next(read_shards([tmp_path / "s.tar"])))
+    assert np.array_equal(back.masked, masked) and back.masked.dtype == np.float16
+    assert np.array_equal(back.mask, mask) and back.mask.dtype == np.uint8
+    plain = LatentSample.decode(LatentSample("k", masked, 1, "c").encode())
+    assert plain.masked is None and plain.mask is None
+    with pytest.raises(ValueError, match="masked and mask go together"):
+        LatentSample("k", masked, 1, "c", masked=masked)

@@ -9,7 +9,8 @@ field name is written; stages and loaders use the typed samples below.
 | `hr.png`     | pair                     | the high-resolution image the LR one was made from (PNG) |
 | `lr.png`     | pair, latent (SR pairs)  | the degraded low-resolution image (PNG)                 |
 | `latent.npy` | latent                   | the autoencoder's latent [C x h x w], unscaled, `.npy`  |
-| `mask.png`   | mask                     | the inpainting mask [H x W], 1 = hole, as a 1-bit PNG   |
+| `mask.png`   | mask, latent (inpainting) | the inpainting mask [H x W], 1 = hole, as a 1-bit PNG (a latent's: [h x w]) |
+| `masked.npy` | latent (inpainting)      | the latent [C x h x w] of the masked image x (1 - m), unscaled, `.npy` |
 | `cls`        | all but mask             | class id, ASCII decimal                                 |
 | `txt`        | all but mask             | caption, UTF-8                                          |
 | `json`       | all                      | metadata, canonical JSON (sorted keys, no spaces)       |
@@ -44,6 +45,7 @@ class Field(StrEnum):
     LR = "lr.png"
     LATENT = "latent.npy"
     MASK = "mask.png"
+    MASKED = "masked.npy"
     LABEL = "cls"
     CAPTION = "txt"
     META = "json"
@@ -175,7 +177,9 @@ class PairSample:
 
 @dataclass(frozen=True)
 class LatentSample:
-    """A cached latent (stage cache_latents): latent [C x h x w] unscaled, the LR image for SR pairs, the source's fields."""
+    """A cached latent (stage cache_latents): latent [C x h x w] unscaled, the LR image for SR pairs, the source's fields;
+    for inpainting the masked image's latent `masked` [C x h x w] (unscaled, as `latent`) and the mask at latent
+    resolution `mask` [h x w] uint8 (1 = hole)."""
 
     FIELDS: ClassVar[tuple[Field, ...]] = (Field.LATENT, Field.LABEL, Field.CAPTION)
 
@@ -185,12 +189,21 @@ class LatentSample:
     caption: str
     meta: dict[str, Any] = field(default_factory=dict)
     lr: np.ndarray | None = None
+    masked: np.ndarray | None = None
+    mask: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if (self.masked is None) != (self.mask is None):
+            raise ValueError(f"latent sample {self.key}: masked and mask go together (inpainting), got one of them")
 
     def encode(self) -> RawSample:
         """Tar member bytes by field."""
         raw = {**_encode_common(self), Field.LATENT.value: encode_npy(self.latent)}
         if self.lr is not None:
             raw[Field.LR.value] = encode_png(self.lr)
+        if self.masked is not None and self.mask is not None:
+            raw[Field.MASKED.value] = encode_npy(self.masked)
+            raw[Field.MASK.value] = encode_mask(self.mask)
         return raw
 
     @classmethod
@@ -198,15 +211,18 @@ class LatentSample:
         """A tar sample -> LatentSample."""
         require(raw, *cls.FIELDS)
         lr = decode_png(raw[Field.LR]) if Field.LR in raw else None
-        return cls(latent=decode_npy(raw[Field.LATENT]), lr=lr, **_common(raw))
+        masked = decode_npy(raw[Field.MASKED]) if Field.MASKED in raw else None
+        mask = decode_mask(raw[Field.MASK]) if Field.MASK in raw else None
+        return cls(latent=decode_npy(raw[Field.LATENT]), lr=lr, masked=masked, mask=mask, **_common(raw))
 
     @classmethod
-    def of_source(cls, raw: RawSample, latent: np.ndarray, **meta: Any) -> LatentSample:
+    def of_source(cls, raw: RawSample, latent: np.ndarray, *, masked: np.ndarray | None = None,
+                  mask: np.ndarray | None = None, **meta: Any) -> LatentSample:
         """The latent of an image or pair sample: its class, caption, metadata (plus `meta`) and a pair's LR image
-        carried over; the source image itself is not decoded again."""
+        carried over (the source image itself is not decoded again); `masked`/`mask` for inpainting."""
         common = _common(raw)
         lr = decode_png(raw[Field.LR]) if Field.LR in raw else None
-        return cls(latent=latent, lr=lr, **{**common, "meta": {**common["meta"], **meta}})
+        return cls(latent=latent, lr=lr, masked=masked, mask=mask, **{**common, "meta": {**common["meta"], **meta}})
 
     @staticmethod
     def decode_latent(raw: RawSample) -> np.ndarray:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from ldm.conditioning.config import ConditioningConfig
 from ldm.diffusion.config import DiffusionConfig
 from ldm.latent_diffusion.config import LDMConfig, UNetConfig
+from ldm.masks.config import MASK, MASKED_IMAGE
 
 # VQ-f4 first stage of LDM-BSR (Tab. 15 counts it in the 169M): the reference
 # models/first_stage_models/vq-f4 config (ch 128, ch_mult [1,2,4], 2 res blocks, z 3,
@@ -30,6 +31,7 @@ _SCHEDULES = {  # (linear_start, linear_end) per task, REFERENCE.md "Diffusion"
     "faces_bedrooms_cin": (0.0015, 0.0195),
     "churches_sr": (0.0015, 0.0155),
     "txt2img": (0.00085, 0.012),
+    "inpainting": (0.0015, 0.0205),
 }
 
 
@@ -114,6 +116,34 @@ def _bsr_sr_ldm4() -> LDMConfig:
     )
 
 
+# Inpainting (Sec. 4.5, D.2.2): the first stage's latent of the masked image x (1 - m) and the mask resized to the
+# latent are concatenated to z_t, 3 + 3 + 1 = 7 UNet input channels for an f4 first stage.
+_INPAINT = ConditioningConfig(kind="concat", concat_keys=(MASKED_IMAGE, MASK), concat_channels=(3, 1))
+
+
+def _inpaint_ldm4() -> LDMConfig:
+    """Tab. 15 inpainting: 215M, the semantic-synthesis UNet shape (128 channels, multipliers 1,4,8, 8 heads) with
+    7 input channels; the config's attention resolutions 32,16,8 are never reached by 3 levels, so attention only in
+    the middle block. VQ-f4 first stage without attention, as the reference's inpainting model."""
+    return LDMConfig(
+        unet=UNetConfig(in_channels=7, out_channels=3, model_channels=128, channel_mult=(1, 4, 8),
+                        num_res_blocks=2, attention_resolutions=(), num_heads=8),
+        conditioning=_INPAINT, diffusion=_diffusion("inpainting", loss_type="l1"),
+        latent_channels=3, latent_size=(64, 64), first_stage="vq-f4-noattn",
+    )
+
+
+def _inpaint_ldm4_big() -> LDMConfig:
+    """The reference's released big inpainting model (models/ldm/inpainting_big/config.yaml): 256 channels,
+    multipliers 1,2,3,4, attention at factors 8,4,2 with 8 heads, res-block up/down sampling: 387.2M."""
+    return LDMConfig(
+        unet=UNetConfig(in_channels=7, out_channels=3, model_channels=256, channel_mult=(1, 2, 3, 4),
+                        num_res_blocks=2, attention_resolutions=(2, 4, 8), num_heads=8, resblock_updown=True),
+        conditioning=_INPAINT, diffusion=_diffusion("inpainting", loss_type="l1"),
+        latent_channels=3, latent_size=(64, 64), first_stage="vq-f4-noattn",
+    )
+
+
 # CPU-sized models for 16x16x3 latents (64x64 images, f4 autoencoder). Width 64 with
 # GroupNorm(16): the reference's 32 groups would leave 2 channels per group.
 def _tiny_unet(in_channels: int, attention: str = "self", context_dim: int = 0) -> UNetConfig:
@@ -161,6 +191,12 @@ def _tiny_sr() -> LDMConfig:
     )
 
 
+def _tiny_inpaint() -> LDMConfig:
+    """Inpainting: the masked image's 16x16x3 latent and the 16x16 mask concatenated to 16x16x3 latents."""
+    return LDMConfig(unet=_tiny_unet(7), conditioning=_INPAINT, diffusion=_diffusion("inpainting", loss_type="l1"),
+                     latent_channels=3, latent_size=(16, 16), first_stage="kl-f4-tiny")
+
+
 # The f-sweep of Sec. 4.1 (Tab. 13: ImageNet, class-conditional, one head; Tab. 14: CelebA, unconditional),
 # each with its first stage at 256 px. Attention resolutions 32,16,8 (16,8,4 for f16; 8,4,2 for f32) as
 # downsampling factors of the z-shape's side. LDM-1 (pixel space) has no first stage here.
@@ -185,11 +221,14 @@ _PRESETS: dict[str, Callable[[], LDMConfig]] = {
     "cin-ldm8": _cin_ldm8,
     "txt2img-ldm8": _txt2img_ldm8,
     "bsr-sr-ldm4": _bsr_sr_ldm4,
+    "inpaint-ldm4": _inpaint_ldm4,
+    "inpaint-ldm4-big": _inpaint_ldm4_big,
     **_SWEEP,
     "tiny-uncond": _tiny_uncond,
     "tiny-cond": _tiny_cond,
     "tiny-txt": _tiny_txt,
     "tiny-sr": _tiny_sr,
+    "tiny-inpaint": _tiny_inpaint,
 }
 
 

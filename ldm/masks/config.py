@@ -8,6 +8,9 @@ from typing import Literal, get_args
 
 MaskKind = Literal["thick", "medium", "thin", "box"]
 KINDS: tuple[MaskKind, ...] = get_args(MaskKind)
+# An inpainting model's concat condition and the training batch's keys for it (Sec. 4.5): the masked image's
+# latent and the mask at latent resolution, in the UNet's input order.
+MASKED_IMAGE, MASK = "masked_image", "mask"
 SUM_TOLERANCE = 1e-6  # how far the proportions' sum may be from 1 (decimal fractions in YAML)
 
 
