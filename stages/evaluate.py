@@ -37,7 +37,8 @@ from ldm.errors import InvalidInput
 from ldm.latent_diffusion.checkpoint import LoadedLDM, load_ldm
 from ldm.latent_diffusion.generate import decode_latents, sample_images
 from ldm.latent_diffusion.upscale import check_sr_model, evaluate_sr
-from ldm.metrics.fidelity import ReferenceCache, features_fingerprint, fidelity_metrics, fidelity_or_skip
+from ldm.metrics.fidelity import (MIN_FIDELITY_IMAGES, ReferenceCache, features_fingerprint, fidelity_metrics,
+                                  fidelity_or_skip)
 from ldm.reports import write_json
 from stages.cli import arg, stage_main
 from stages.params import EvaluateParams, Params, lineage, to_config
@@ -104,6 +105,9 @@ def _sr(p: EvaluateParams, paths: Paths, autoencoder: Autoencoder, report: dict[
     fidelity, reference = None, {"split": p.sr_reference_split}
     if "missing" in report["feature_extractor"]:  # the extractor's weights are absent: FID/IS skipped, the rest runs
         report["skipped"]["sr_fidelity"] = report["feature_extractor"]["missing"]
+    elif len(hr) < MIN_FIDELITY_IMAGES:
+        report["skipped"]["sr_fidelity"] = (f"FID and IS need at least {MIN_FIDELITY_IMAGES} images; "
+                                            f"evaluate.sr_samples gave {len(hr)} val pairs")
     else:
         images, reference = _sr_reference(p, paths)
         fidelity = partial(fidelity_metrics, reference=images, feature_extractor=p.feature_extractor,

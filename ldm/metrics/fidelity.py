@@ -29,6 +29,7 @@ from ldm.metrics.names import FeatureExtractorName, MetricName
 INCEPTION = "inception-v3-compat"
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_SHA256_PREFIX = "6726825d"  # torch hub convention: the file name carries its sha256 prefix
+MIN_FIDELITY_IMAGES = 4  # fewer images per set give no usable feature statistics
 # torch-fidelity's result keys -> ours
 RESULT_KEYS = {
     "frechet_inception_distance": "fid",
@@ -155,8 +156,9 @@ def fidelity_metrics(generated: Tensor | Dataset, reference: Tensor | Dataset, *
         register_random_conv()
     input1, input2 = _as_dataset(generated, "generated"), _as_dataset(reference, "reference")
     n1, n2 = len(input1), len(input2)
-    if min(n1, n2) < 4:
-        raise ValueError(f"fidelity metrics need at least 4 images per set, got {n1} generated and {n2} reference")
+    if min(n1, n2) < MIN_FIDELITY_IMAGES:
+        raise ValueError(f"fidelity metrics need at least {MIN_FIDELITY_IMAGES} images per set, got {n1} generated"
+                         f" and {n2} reference")
     if reference_cache is not None:
         kwargs.update(cache=True, cache_root=str(reference_cache.root),
                       input2_cache_name=f"ref-{reference_cache.content_hash}-{fingerprint['weights_sha256'][:16]}")
