@@ -69,6 +69,15 @@ def test_missing_inception_is_reported_as_skipped_and_the_rest_runs(ldm_inputs, 
     assert "fid" not in report["ldm"] and "psnr" in report["sr"] and "fid" not in report["sr"]["bicubic"]
 
 
+def test_sr_fid_against_the_train_split_and_too_few_pairs(ldm_inputs, models, tmp_path):
+    train = _evaluate(ldm_inputs, models, tmp_path / "train", sr_reference_split="train")["sr"]
+    assert train["fid_reference"]["split"] == "train" and train["fid_reference"]["images"] == 48  # Tab. 11's ‡
+    assert {"fid", "isc_mean"} <= set(train) and {"fid", "isc_mean"} <= set(train["bicubic"])
+    few = _evaluate(ldm_inputs, models, tmp_path / "few", sr_samples=2)
+    assert "at least 4" in few["skipped"]["sr_fidelity"] and "evaluate.sr_samples" in few["skipped"]["sr_fidelity"]
+    assert "fid" not in few["sr"] and few["sr"]["fid_reference"] == {"split": "val"} and "fid" in few["ldm"]
+
+
 def test_samples_do_not_depend_on_the_batch_size(ldm_inputs, models, tmp_path):
     one = tmp_path / "one"
     two = tmp_path / "two"

@@ -7,7 +7,7 @@ import torch
 
 from ldm.autoencoder.losses import MissingWeightsError
 from ldm.masks.shards import HOLE_FILL
-from ldm.metrics.inpainting import blur_fill, coverage_stats, fill_scores, hole_psnr
+from ldm.metrics.inpainting import blur_fill, coverage_stats, fill_scores, grid_columns, hole_psnr
 from ldm.metrics.perceptual import lpips_distances, lpips_model
 from ldm.metrics.quality import MAX_PSNR_DB
 
@@ -74,3 +74,15 @@ def test_lpips_stand_in_is_seeded_and_grows_with_the_difference(tmp_path):
     assert torch.allclose(same, torch.zeros(2), atol=1e-6) and torch.all(small < large)
     with pytest.raises(MissingWeightsError, match="absent.pth"):
         lpips_model("vgg16", tmp_path / "absent.pth")
+
+
+def test_grid_columns_are_titled_in_order_and_enlarged_until_the_titles_fit():
+    images, m = _image_and_mask()
+    columns = grid_columns(images, m, {"blur_fill": blur_fill(images, m), "ldm": images}, count=1)
+    assert list(columns) == ["original", "mask", "masked", "blurred fill (baseline)", "LDM fill"]
+    tile = columns["original"]
+    factor = tile.shape[2] // 40
+    assert tile.shape == (1, 24 * factor, 40 * factor, 3) and tile.shape[2] >= len("blurred fill (baseline)") * 7
+    hole = m[0, 0].bool().numpy().repeat(factor, 0).repeat(factor, 1)
+    assert (columns["masked"][0][hole] == HOLE_FILL).all() and (columns["mask"][0][hole] == 255).all()
+    assert (columns["masked"][0][~hole] == tile[0][~hole]).all()

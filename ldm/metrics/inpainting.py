@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
-from ldm.masks.shards import HOLE_FILL
+from ldm.masks.shards import HOLE_FILL, masked_image
 from ldm.metrics.perceptual import lpips_distances
 from ldm.metrics.quality import MAX_PSNR_DB, psnr, ssim
 from ldm.reports import quantiles
@@ -140,15 +140,14 @@ def grid_columns(original: Tensor, masks: Tensor, fills: dict[str, Tensor], coun
 
     Tiles are enlarged (nearest) until the longest title fits above its column.
     """
-    hole = _check(original, masks)[:count]
+    hole = rearrange(_check(original, masks)[:count].cpu().numpy().astype(np.uint8), "n 1 h w -> n h w")
+    as_hwc = lambda x: rearrange(x[:count].cpu(), "n c h w -> n h w c").numpy()  # noqa: E731
+    tiles = {"original": as_hwc(original), "mask": repeat(hole * np.uint8(255), "n h w -> n h w c", c=3),
+             "masked": np.stack([masked_image(x, m) for x, m in zip(as_hwc(original), hole)]),
+             **{name: as_hwc(fill) for name, fill in fills.items()}}
     titles = {**COLUMN_TITLES, **(titles or {})}
-    tiles = {"original": original[:count], "mask": repeat(hole.to(torch.uint8) * 255, "n 1 h w -> n c h w", c=3),
-             "masked": torch.where(hole, torch.full_like(original[:count], HOLE_FILL), original[:count]),
-             **{name: fill[:count] for name, fill in fills.items()}}
-    width = original.shape[-1]
-    factor = max(1, math.ceil(max(len(titles[name]) for name in tiles) * TITLE_CHAR_WIDTH / width))
-    enlarge = lambda x: x.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)  # noqa: E731
-    return {titles[name]: rearrange(enlarge(x.cpu()), "n c h w -> n h w c").numpy() for name, x in tiles.items()}
+    factor = max(1, math.ceil(max(len(titles[name]) for name in tiles) * TITLE_CHAR_WIDTH / original.shape[-1]))
+    return {titles[name]: x.repeat(factor, axis=1).repeat(factor, axis=2) for name, x in tiles.items()}
 
 
 def row_labels(kinds: Sequence[str], masks: Tensor) -> list[str]:
