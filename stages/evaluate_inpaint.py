@@ -36,9 +36,9 @@ from ldm.errors import InvalidInput
 from ldm.latent_diffusion.checkpoint import load_ldm
 from ldm.latent_diffusion.inpaint import check_inpaint_model, inpaint_images
 from ldm.masks.shards import zip_masks
-from ldm.metrics.fidelity import ReferenceCache, features_fingerprint, fidelity_metrics
-from ldm.metrics.inpainting import (BASELINE, MIN_KNOWN_WEIGHT, MODEL, SIGMA_START, blur_fill, coverage_stats,
-                                    grid_columns, row_labels, score_fill)
+from ldm.metrics.fidelity import MIN_FIDELITY_IMAGES, ReferenceCache, features_fingerprint, fidelity_metrics
+from ldm.metrics.inpainting import BASELINE, BLUR_FILL, MODEL, blur_fill, coverage_stats, grid_columns, row_labels, score_fill
+from ldm.metrics.names import STAND_INS
 from ldm.metrics.perceptual import lpips_model
 from ldm.model_dir import AUTOENCODER, LDM_INPAINT, WEIGHTS
 from ldm.reports import write_json
@@ -48,8 +48,6 @@ from stages.params import EvaluateInpaintParams, Params, lineage, to_config
 log = logging.getLogger("stages.evaluate_inpaint")
 
 GRID = "inpaint.png"
-STAND_INS = {"random-conv": "random-conv is a seeded stand-in feature extractor: its FID means nothing perceptual",
-             "random-vgg16": "random-vgg16 is a seeded stand-in LPIPS backbone: its LPIPS means nothing perceptual"}
 
 
 @dataclass(frozen=True)
@@ -64,12 +62,12 @@ class Paths:
     cache: Path = arg("torch-fidelity's reference statistics (kept across runs)")
 
 
-def _val_masked(paths: Paths, count: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def _val_masked(image_urls: list[str], mask_urls: list[str], count: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """The first `count` val images uint8 [N x 3 x H x W], their masks uint8 [N x 1 x H x W] (1 = hole), mask kinds."""
-    pairs = list(islice(zip_masks(shard_urls(paths.images, "val"), shard_urls(paths.masks, "val")), count))
-    if len(pairs) < 4:
-        raise InvalidInput(f"{paths.masks}: {len(pairs)} val images with masks, and FID needs at least 4; "
-                           "give the download stage more val images")
+    pairs = list(islice(zip_masks(image_urls, mask_urls), count))
+    if len(pairs) < MIN_FIDELITY_IMAGES:
+        raise InvalidInput(f"{mask_urls[0]}: {len(pairs)} val images with masks, and FID needs at least "
+                           f"{MIN_FIDELITY_IMAGES}; give the download stage more val images")
     images = torch.stack([torch.from_numpy(image.image) for image, _ in pairs])  # (N, H, W, 3)
     masks = torch.stack([torch.from_numpy(mask.mask) for _, mask in pairs])  # (N, H, W)
     return rearrange(images, "n h w c -> n c h w"), rearrange(masks, "n h w -> n 1 h w"), [m.kind for _, m in pairs]
@@ -81,7 +79,7 @@ def _val_images(urls: list[str], p: EvaluateInpaintParams) -> torch.Tensor:
     return torch.cat([rearrange(torch.from_numpy(to_uint8(x)), "n h w c -> n c h w") for x, _ in loader])
 
 
-def _scorers(p: EvaluateInpaintParams, paths: Paths, report: dict[str, Any]) -> tuple[Any, Any]:
+def _scorers(p: EvaluateInpaintParams, urls: list[str], cache: Path, report: dict[str, Any]) -> tuple[Any, Any]:
     """(LPIPS module or None, FID scorer or None); what is skipped goes into report["skipped"] with the reason."""
     try:
         perceptual, report["lpips"] = lpips_model(p.lpips_net, p.vgg_weights or None)
@@ -94,12 +92,11 @@ def _scorers(p: EvaluateInpaintParams, paths: Paths, report: dict[str, Any]) -> 
         report["feature_extractor"] = {"feature_extractor": p.feature_extractor, "weights_sha256": None}
         report["skipped"]["fid"] = f"{exc} (evaluate_inpaint.inception_weights)"
         return perceptual, None
-    urls = shard_urls(paths.images, "val")
     reference = _val_images(urls, p)
     report["fid_reference"] = {"split": "val", "images": len(reference), "sha256": shards_sha256(urls)}
     fidelity = partial(fidelity_metrics, reference=reference, feature_extractor=p.feature_extractor, metrics=("fid",),
                        weights_path=p.inception_weights or None, batch_size=p.batch_size,
-                       reference_cache=ReferenceCache(paths.cache, report["fid_reference"]["sha256"][:32]))
+                       reference_cache=ReferenceCache(cache, report["fid_reference"]["sha256"][:32]))
     return perceptual, fidelity
 
 
@@ -110,10 +107,11 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     autoencoder, ae_card = load_autoencoder(paths.models / AUTOENCODER)
     loaded = load_ldm(paths.models / LDM_INPAINT)
     check_inpaint_model(loaded, str(paths.models / LDM_INPAINT))
-    images, masks, kinds = _val_masked(paths, p.samples)
-    report: dict[str, Any] = {"stage": "evaluate_inpaint", "samples": len(images), "skipped": {},
-                              "masks": {"coverage": coverage_stats(masks), "kinds": dict(sorted(Counter(kinds).items()))}}
-    perceptual, fidelity = _scorers(p, paths, report)
+    image_urls, mask_urls = shard_urls(paths.images, "val"), shard_urls(paths.masks, "val")
+    images, masks, kinds = _val_masked(image_urls, mask_urls, p.samples)
+    report: dict[str, Any] = {"stage": "evaluate_inpaint", "samples": len(images), "skipped": {}, "masks": {
+        "coverage": coverage_stats(masks), "kinds": dict(sorted(Counter(kinds).items()))}}
+    perceptual, fidelity = _scorers(p, image_urls, paths.cache, report)
 
     settings, seeds = to_config(p.sampling, SamplerSettings), [p.seed + i for i in range(len(images))]
     start = time.perf_counter()
@@ -124,16 +122,13 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
                     batch_size=p.batch_size)
     report[MODEL] = {**score(filled), "preset": loaded.card.preset, "autoencoder_preset": ae_card.preset,
                      "sampling": settings.to_dict(), "seeds": [seeds[0], seeds[-1]]}
-    report[BASELINE] = {**score(baseline), "method": "normalized convolution: blur of the known pixels / blur of the"
-                        f" known mask, sigma doubling from {SIGMA_START} px until >= {MIN_KNOWN_WEIGHT:.0%} of a hole"
-                        " pixel's neighbourhood is known"}
-    used = [name for name in (p.feature_extractor, p.lpips_net) if name in STAND_INS]
-    report["stand_ins"] = {name: STAND_INS[name] for name in used}
+    report[BASELINE] = {**score(baseline), **BLUR_FILL}
+    report["stand_ins"] = {name: STAND_INS[name] for name in (p.feature_extractor, p.lpips_net) if name in STAND_INS}
     columns = grid_columns(images, masks, {BASELINE: baseline, MODEL: filled}, p.grid_images)
     save_titled_columns(columns, paths.grids / GRID, row_labels(kinds[: p.grid_images], masks[: p.grid_images]))
     report["grid"] = {"file": GRID, "columns": list(columns)}
     report["lineage"] = lineage({"evaluate_inpaint": p}, {
-        "images_val": shards_sha256(shard_urls(paths.images, "val")), "masks_val": shards_sha256(shard_urls(paths.masks, "val")),
+        "images_val": shards_sha256(image_urls), "masks_val": shards_sha256(mask_urls),
         "ldm_inpaint": sha256_file(paths.models / LDM_INPAINT / WEIGHTS),
         "autoencoder": sha256_file(paths.models / AUTOENCODER / WEIGHTS)})
     write_json(paths.metrics, report)

@@ -11,7 +11,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
                  "features_fingerprint", "fidelity_metrics", "fidelity_or_skip", "file_sha256",
                  "inception_weights_status"),
     "inpainting": ("blur_fill", "coverage_stats", "fill_scores", "hole_psnr", "hole_ssim", "score_fill"),
-    "names": ("FeatureExtractorName", "MetricName", "PerceptualNetName"),
+    "names": ("FeatureExtractorName", "MetricName", "PerceptualNetName", "STAND_INS"),
     "perceptual": ("lpips_distances", "lpips_model", "vgg_weights_status"),
     "quality": ("MAX_PSNR_DB", "psnr", "ssim"),
 })

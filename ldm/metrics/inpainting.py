@@ -21,19 +21,24 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
+from ldm.data.grids import LABEL_CHAR_WIDTH
 from ldm.masks.shards import HOLE_FILL, masked_image
 from ldm.metrics.perceptual import lpips_distances
 from ldm.metrics.quality import MAX_PSNR_DB, psnr, ssim
 from ldm.reports import quantiles
 
 SIGMA_START = 1.0  # px; the first blur, then 2, 4, ... until every hole pixel is covered
+SIGMA_GROWTH = 2.0  # each next sigma is this times the last
 MIN_KNOWN_WEIGHT = 0.05  # a hole pixel is filled once >= 5% of its Gaussian neighbourhood is known pixels
 TRUNCATE = 3.0  # the Gaussian kernel reaches TRUNCATE sigmas on each side
 DATA_RANGE = 255.0  # uint8 images
+# How the baseline filled its holes, as a report records it beside the baseline's scores.
+BLUR_FILL = {"method": "normalized convolution: Gaussian blur of the known pixels / blur of the known mask",
+             "sigma_start_px": SIGMA_START, "sigma_growth": SIGMA_GROWTH, "min_known_weight": MIN_KNOWN_WEIGHT,
+             "truncate": TRUNCATE}
 BASELINE, MODEL = "blur_fill", "ldm"  # the report's rows and the grid's columns of the two fills
 COLUMN_TITLES = {"original": "original", "mask": "mask", "masked": "masked", BASELINE: "blurred fill (baseline)",
                  MODEL: "LDM fill"}
-TITLE_CHAR_WIDTH = 7  # px per title character in Pillow's default font (ldm.data.grids)
 
 
 def _check(images: Tensor, masks: Tensor) -> Tensor:
@@ -81,7 +86,7 @@ def blur_fill(images: Tensor, masks: Tensor) -> Tensor:
             todo &= ~ready
         if last:
             break  # what is left has no known pixel in its image: it keeps the grey
-        sigma *= 2
+        sigma *= SIGMA_GROWTH
     out = torch.where(hole, fill.round().clamp(0, 255), x)
     return out.to(torch.uint8)
 
@@ -146,7 +151,7 @@ def grid_columns(original: Tensor, masks: Tensor, fills: dict[str, Tensor], coun
              "masked": np.stack([masked_image(x, m) for x, m in zip(as_hwc(original), hole)]),
              **{name: as_hwc(fill) for name, fill in fills.items()}}
     titles = {**COLUMN_TITLES, **(titles or {})}
-    factor = max(1, math.ceil(max(len(titles[name]) for name in tiles) * TITLE_CHAR_WIDTH / original.shape[-1]))
+    factor = max(1, math.ceil(max(len(titles[name]) for name in tiles) * LABEL_CHAR_WIDTH / original.shape[-1]))
     return {titles[name]: x.repeat(factor, axis=1).repeat(factor, axis=2) for name, x in tiles.items()}
 
 
