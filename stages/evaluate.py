@@ -39,6 +39,7 @@ from ldm.latent_diffusion.generate import decode_latents, sample_images
 from ldm.latent_diffusion.upscale import check_sr_model, evaluate_sr
 from ldm.metrics.fidelity import (MIN_FIDELITY_IMAGES, ReferenceCache, features_fingerprint, fidelity_metrics,
                                   fidelity_or_skip)
+from ldm.metrics.names import STAND_INS
 from ldm.reports import write_json
 from stages.cli import arg, stage_main
 from stages.params import EvaluateParams, Params, lineage, to_config
@@ -146,7 +147,8 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         fingerprint: dict[str, Any] = features_fingerprint(p.feature_extractor, p.inception_weights or None)
     except MissingWeightsError as exc:
         fingerprint = {"feature_extractor": p.feature_extractor, "weights_sha256": None, "missing": str(exc)}
-    report: dict[str, Any] = {"skipped": {}, "feature_extractor": fingerprint}
+    report: dict[str, Any] = {"skipped": {}, "feature_extractor": fingerprint,
+                              "stand_ins": {name: STAND_INS[name] for name in (p.feature_extractor,) if name in STAND_INS}}
 
     cond = _conditions(loaded, p.samples)
     settings = to_config(p.sampling, SamplerSettings)

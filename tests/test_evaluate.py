@@ -48,6 +48,7 @@ def test_evaluate_scores_samples_sr_and_records_every_setting(ldm_inputs, models
                                            "guidance_scale": 2.0}
     assert report["ldm"]["samples"] == 8 and report["ldm"]["reference"]["images"] == 48
     assert report["feature_extractor"]["feature_extractor"] == "random-conv" and report["feature_extractor"]["weights_sha256"]
+    assert "stand-in" in report["stand_ins"]["random-conv"]
     assert report["autoencoder"]["rfid"] >= 0
     sr = report["sr"]
     assert sr["pairs"] == 4 and {"psnr", "ssim"} <= set(sr) and {"psnr", "ssim"} <= set(sr["bicubic"])
