@@ -54,7 +54,7 @@ def test_evaluate_scores_samples_sr_and_records_every_setting(ldm_inputs, models
     assert sr["pairs"] == 4 and {"psnr", "ssim"} <= set(sr) and {"psnr", "ssim"} <= set(sr["bicubic"])
     assert {"fid", "isc_mean", "isc_std"} <= set(sr) and {"fid", "isc_mean", "isc_std"} <= set(sr["bicubic"])  # Tab. 11
     assert sr["fid_reference"]["split"] == "val" and sr["fid_reference"]["images"] == 16  # every val pair's HR image
-    assert sr["fid"] != sr["bicubic"]["fid"]
+    assert sr["fid"] != sr["bicubic"]["fid"] and sr["isc_mean"] > 1.0 and sr["bicubic"]["isc_mean"] > 1.0
     assert report["skipped"] == {}
     for grid in ("samples.png", "sr.png"):
         assert Image.open(tmp_path / "grids" / grid).size[0] > 64

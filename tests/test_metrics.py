@@ -124,3 +124,11 @@ def test_psnr_and_ssim_are_the_health_metrics_and_rank_noise():
     mild, strong = add_noise(images, 4), add_noise(images, 32)
     assert (psnr(mild, images, data_range=255.0) > psnr(strong, images, data_range=255.0)).all()
     assert (ssim(mild, images, data_range=255.0) > ssim(strong, images, data_range=255.0)).all()
+
+
+def test_inception_score_of_a_small_set_is_not_one_by_construction(offline):
+    from ldm.metrics.fidelity import isc_splits
+
+    assert (isc_splits(50_000), isc_splits(20), isc_splits(4), isc_splits(1)) == (10, 10, 2, 1)
+    result = fidelity_metrics(smooth_images(4), smooth_images(8, seed=3), feature_extractor=SMOKE, metrics=("isc",))
+    assert result["isc_mean"] > 1.0  # 2 splits of 2 images; splits of 1 image would give exactly 1

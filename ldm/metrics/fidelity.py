@@ -30,6 +30,7 @@ INCEPTION = "inception-v3-compat"
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_SHA256_PREFIX = "6726825d"  # torch hub convention: the file name carries its sha256 prefix
 MIN_FIDELITY_IMAGES = 4  # fewer images per set give no usable feature statistics
+ISC_SPLITS, ISC_MIN_SPLIT = 10, 2  # Inception Score: splits of the generated set, and the fewest images in one
 # torch-fidelity's result keys -> ours
 RESULT_KEYS = {
     "frechet_inception_distance": "fid",
@@ -167,7 +168,7 @@ def fidelity_metrics(generated: Tensor | Dataset, reference: Tensor | Dataset, *
     raw = torch_fidelity.calculate_metrics(
         input1=input1, input2=input2, feature_extractor=feature_extractor,
         **{name: name in metrics for name in get_args(MetricName)},
-        kid_subset_size=min(1000, n1, n2), isc_splits=min(10, n1), rng_seed=seed,
+        kid_subset_size=min(1000, n1, n2), isc_splits=isc_splits(n1), rng_seed=seed,
         batch_size=batch_size, cuda=torch.device(device).type == "cuda",
         save_cpu_ram=True, verbose=False, datasets_download=False, **kwargs,
     )
@@ -183,6 +184,12 @@ def fidelity_or_skip(generated: Tensor | Dataset, reference: Tensor | Dataset, *
         return fidelity_metrics(generated, reference, **kwargs), None  # type: ignore[arg-type]
     except MissingWeightsError as exc:
         return {}, str(exc)
+
+
+def isc_splits(n: int) -> int:
+    """Splits of n images for the Inception Score: 10 as the paper's 50k (D.3), fewer for a small set so that each
+    split holds at least ISC_MIN_SPLIT images (a split of one image has an IS of exactly 1)."""
+    return max(1, min(ISC_SPLITS, n // ISC_MIN_SPLIT))
 
 
 def _as_dataset(images: Tensor | Dataset, which: str) -> Dataset:
