@@ -32,6 +32,7 @@ from stages.params.models import (
     EvaluateParams,
     SamplingParams,
     TrainAutoencoderParams,
+    TrainInpaintParams,
     TrainLDMParams,
     TrainSRParams,
 )
@@ -40,7 +41,7 @@ from stages.params.storage import OrchestrateParams, StorageParams
 
 __all__ = ["ADDRESS_ENV", "AutoencoderParams", "CacheLatentsParams", "ClusterParams", "DataParams", "DegradeParams", "DownloadParams", "EvaluateParams",
            "MasksParams", "OrchestrateParams", "Params", "ParamsError", "SamplingParams", "Section", "StorageParams",
-           "TrainAutoencoderParams", "TrainLDMParams", "TrainSRParams", "dataclass_section", "load_params",
+           "TrainAutoencoderParams", "TrainInpaintParams", "TrainLDMParams", "TrainSRParams", "dataclass_section", "load_params",
            "lineage", "params_hash", "parse_params", "read_raw", "recipe_lineage", "to_config"]
 
 
@@ -56,6 +57,7 @@ class Params(Section):
     cache_latents: CacheLatentsParams = CacheLatentsParams()
     train_ldm: TrainLDMParams = TrainLDMParams()
     train_sr: TrainSRParams = TrainSRParams()
+    train_inpaint: TrainInpaintParams = TrainInpaintParams()
     evaluate: EvaluateParams = EvaluateParams()
     storage: StorageParams = StorageParams()
     orchestrate: OrchestrateParams = OrchestrateParams()
