@@ -7,6 +7,7 @@
     ldm alias NAME ALIAS --version V;  ldm store init [--store URL]
     ldm run [--target STAGE];  ldm serve [--cron CRON];  ldm evaluate NAME;  ldm remote
     ldm sample --models models -n 16 --class 3 -o DIR;  ldm upscale --models models IMAGE -o OUT.png
+    ldm inpaint IMAGE --mask MASK.png -o OUT.png [--samples K]
     ldm import SRC --from reference|diffusers --preset NAME -o MODEL_DIR;  ldm export MODEL_DIR --to diffusers|reference -o OUT
 
 Stages run through DVC (`dvc repro`), or alone as `python -m stages.<name>`.
@@ -22,6 +23,7 @@ import logging
 import sys
 
 from flows.cli_flows import add_flow_commands
+from flows.cli_inpaint import add_inpaint_command
 from flows.cli_interchange import add_interchange_commands
 from flows.cli_models import add_model_commands
 from flows.cli_release import add_release_commands
@@ -74,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_release_commands(commands)
     add_flow_commands(commands)
     add_model_commands(commands)
+    add_inpaint_command(commands)
     add_interchange_commands(commands)
     return parser
 

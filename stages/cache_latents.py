@@ -8,7 +8,11 @@ predict loop on every available device, shards split by rank. On the CPU with
 is one task of the task pool (ldm/parallel.py), retried on transient errors.
 The output folder holds `{train,val}-NNNNNN.tar` (`LatentSample`s: the latent
 [C x h x w] unscaled, class, caption, metadata), `pairs/{train,val}-NNNNNN.tar`
-(the HR latent with its LR image) and `stats.json` (`LatentStats`): the
+(the HR latent with its LR image) and `stats.json` (`LatentStats`). With
+`cache_latents.masks` (inpainting) each image's latent shard also holds the
+latent of the masked image x (1 - m) and the mask at latent size, zipped by
+key from the masks stage's shards (`--masks`); pairs/ stay as they are and
+the scale factor is measured on the image latents only. `stats.json`: the
 paper's first-batch estimate of the latent std, the dataset-level one
 (streaming, overall and per channel), the chosen `scale_factor`, and the
 autoencoder's hash. The folder appears only when complete; the report adds
@@ -42,8 +46,18 @@ from ldm.data.loader_config import LoaderSettings
 from ldm.data.location import Location, absolute, name_of
 from ldm.data.schema import KEY
 from ldm.data.shards import require_complete, sha256_file
-from ldm.errors import InputNotFound
-from ldm.latents.shards import EncodeSettings, EncodeTask, ShardJob, encode_shard, encode_shard_task, read_shard_images, write_latent_shard
+from ldm.errors import InputNotFound, InvalidInput
+from ldm.latents.shards import (
+    EncodeSettings,
+    EncodeTask,
+    ShardJob,
+    encode_masked,
+    encode_shard,
+    encode_shard_task,
+    read_shard_images,
+    read_shard_masks,
+    write_latent_shard,
+)
 from ldm.latents.stats import PAIRS, STATS, measure_latent_stats, write_stats
 from ldm.parallel import TaskLog, TaskRecord, map_tasks, task_pool
 from ldm.placement import is_launch_rank_zero
@@ -64,6 +78,8 @@ class Paths:
     model: Path = arg("the trained autoencoder folder")
     out: Location = arg("output latent cache folder or s3://bucket/prefix (shards + stats.json, written last)")
     report: Path = arg("output JSON: the scale factor and the statistics behind it")
+    masks: Location | None = arg("folder or s3:// prefix of the masks stage's mask shards (read when cache_latents.masks"
+                                 " is true)", optional=True)
 
 
 class ShardJobs(Dataset):
@@ -76,8 +92,10 @@ class ShardJobs(Dataset):
         return len(self.jobs)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        raws, x = read_shard_images(self.jobs[index].source, self.s3)
-        return {"name": self.jobs[index].name, "raws": raws, "x": x}
+        job = self.jobs[index]
+        raws, x = read_shard_images(job.source, self.s3)
+        masks = read_shard_masks(job.masks, [raw[KEY] for raw in raws], self.s3) if job.masks else None
+        return {"name": job.name, "raws": raws, "x": x, "m": masks}
 
 
 class CacheModule(pl.LightningModule):
@@ -96,8 +114,11 @@ class CacheModule(pl.LightningModule):
 
     def predict_step(self, shard: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         keys = [raw[KEY] for raw in shard["raws"]]
-        z = encode_shard(self.autoencoder, shard["x"].to(self.device), keys, self.settings)  # (N, D, h, w)
-        return {"name": shard["name"], "raws": shard["raws"], "z": z}
+        x = shard["x"].to(self.device)
+        z = encode_shard(self.autoencoder, x, keys, self.settings)  # (N, D, h, w)
+        masked = None if shard["m"] is None else encode_masked(self.autoencoder, x, shard["m"].to(self.device), keys,
+                                                               self.settings)
+        return {"name": shard["name"], "raws": shard["raws"], "z": z, "masked": masked}
 
 
 class ShardWriter(BasePredictionWriter):
@@ -108,7 +129,8 @@ class ShardWriter(BasePredictionWriter):
         self.staging, self.settings = staging, settings
 
     def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any, *_: Any) -> None:
-        write_latent_shard(self.staging / prediction["name"], prediction["raws"], prediction["z"], self.settings)
+        write_latent_shard(self.staging / prediction["name"], prediction["raws"], prediction["z"], self.settings,
+                           prediction["masked"])
 
 
 def _jobs(paths: Paths, params: Params) -> list[ShardJob]:
@@ -116,6 +138,8 @@ def _jobs(paths: Paths, params: Params) -> list[ShardJob]:
     jobs = [ShardJob(url, name_of(url)) for url in remote.glob(paths.images, "*.tar")]
     if not jobs:
         raise InputNotFound(f"{paths.images}: no image shards; run the download stage first (dvc repro download)")
+    if params.cache_latents.masks:
+        jobs = _with_masks(jobs, paths.masks)
     if params.cache_latents.pairs:
         require_complete(paths.pairs, "degrade")
         pairs = remote.glob(paths.pairs, "*.tar")
@@ -123,6 +147,21 @@ def _jobs(paths: Paths, params: Params) -> list[ShardJob]:
             raise InputNotFound(f"{paths.pairs}: no pair shards; run `dvc repro degrade` or set cache_latents.pairs: false")
         jobs += [ShardJob(url, f"{PAIRS}/{name_of(url)}") for url in pairs]
     return jobs
+
+
+def _with_masks(jobs: list[ShardJob], masks: Location | None) -> list[ShardJob]:
+    """Each image shard's job with the mask shard of its name; the mask folder must mirror the image folder."""
+    if masks is None:
+        raise InputNotFound("cache_latents.masks is true but no --masks folder was given; pass the masks stage's "
+                            "output (--masks data/masks) or set cache_latents.masks: false")
+    require_complete(masks, "masks")
+    found = {name_of(url): url for url in remote.glob(masks, "*.tar")}
+    images = [job.name for job in jobs]
+    if sorted(found) != sorted(images):
+        missing = sorted(set(images) - set(found)) or sorted(set(found) - set(images))
+        raise InvalidInput(f"{masks}: the mask shards do not mirror the image shards (first differing: {missing[0]}); "
+                           "run `dvc repro masks` on these images, or set cache_latents.masks: false")
+    return [dataclasses.replace(job, masks=found[job.name]) for job in jobs]
 
 
 def on_task_pool(params: Params) -> bool:
@@ -150,7 +189,7 @@ def _encode_on_task_pool(params: Params, paths: Paths, jobs: list[ShardJob], sta
                          settings: EncodeSettings) -> TaskRecord:
     """Every shard as one task of the local pool or the Dask cluster; each worker loads the model once."""
     p, cluster, tasks = params.cache_latents, params.cluster, TaskLog()
-    work = [EncodeTask(ShardJob(absolute(job.source), job.name), str(staging.resolve()), str(paths.model.resolve()),
+    work = [EncodeTask(ShardJob(absolute(job.source), job.name, absolute(job.masks) if job.masks else ""), str(staging.resolve()), str(paths.model.resolve()),
                        settings, p.threads, remote.current()) for job in jobs]  # absolute paths: a worker's cwd is its own
     with task_pool(p.workers, cluster.address, cluster.timeout_s) as pool:
         for _ in map_tasks(pool, encode_shard_task, work, [job.name for job in jobs], retries=cluster.retries,

@@ -1,7 +1,7 @@
 """The one command-line mechanism of the stages, and the one error wrapper of every entry point.
 
 A stage module is `run(params, paths)` plus `main = stage_main(run, Paths, __doc__)`.
-`Paths` is a frozen dataclass whose fields become required options (`--name`),
+`Paths` is a frozen dataclass whose fields become required options (`--name`; `arg(optional=True)`: not required),
 so dvc.yaml's `cmd` is the only place a path is written; a `Literal` field
 becomes a required choice, and a `Location` field takes a path or an
 s3://bucket/prefix URL. `guard` runs any command: a `UserError` is one line
@@ -25,8 +25,10 @@ from ldm.errors import UserError
 P = TypeVar("P")
 
 
-def arg(help: str) -> Any:
-    """A `Paths` field: a required option with this help text."""
+def arg(help: str, *, optional: bool = False) -> Any:
+    """A `Paths` field: a required option with this help text; `optional`: None when not given (fields at the end)."""
+    if optional:
+        return dataclasses.field(default=None, metadata={"help": help})
     return dataclasses.field(metadata={"help": help})
 
 
@@ -64,13 +66,14 @@ def build_parser(paths_type: type, doc: str, prog: str) -> argparse.ArgumentPars
     hints = typing.get_type_hints(paths_type)
     for field in dataclasses.fields(paths_type):
         flag, help = f"--{field.name.replace('_', '-')}", field.metadata.get("help", "")
+        required = field.default is dataclasses.MISSING
         options = typing.get_args(hints[field.name]) if typing.get_origin(hints[field.name]) is typing.Literal else None
         if options:
-            parser.add_argument(flag, dest=field.name, required=True, choices=options, help=help)
-        elif hints[field.name] == Location:
-            parser.add_argument(flag, dest=field.name, required=True, type=_location, metavar="PATH|URL", help=help)
+            parser.add_argument(flag, dest=field.name, required=required, choices=options, help=help)
+        elif hints[field.name] in (Location, Location | None):
+            parser.add_argument(flag, dest=field.name, required=required, type=_location, metavar="PATH|URL", help=help)
         else:
-            parser.add_argument(flag, dest=field.name, required=True, type=Path, metavar="PATH", help=help)
+            parser.add_argument(flag, dest=field.name, required=required, type=Path, metavar="PATH", help=help)
     return parser
 
 

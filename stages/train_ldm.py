@@ -1,9 +1,12 @@
-"""Stages `train_ldm` and `train_sr`: cached latents -> a latent diffusion model (Eq. 2, Sec. 3.3, D.1).
+"""Stages `train_ldm`, `train_sr` and `train_inpaint`: cached latents -> a latent diffusion model (Eq. 2, Sec. 3.3, D.1).
 
 Trains the section's preset with Lightning on the cached latents multiplied by
 the scale factor measured in the cache's `stats.json` (never a constant); the
 factor becomes a field of the model's config. `--section train_sr` trains on the
-pair latents (`pairs/` of the cache), the LR image concatenated to the input.
+pair latents (`pairs/` of the cache), the LR image concatenated to the input;
+`--section train_inpaint` on the image latents with their inpainting extras (the
+masked image's latent and the latent mask, cached with `cache_latents.masks`),
+both concatenated to the input (Sec. 4.5).
 Writes the model folder (the EMA weights, `config.json` with the model config and
 where it came from, the tokenizer of a text model), a metrics JSON and a loss CSV.
 """
@@ -38,7 +41,7 @@ from ldm.latent_diffusion.config import LDMConfig
 from ldm.latent_diffusion.lightning_module import LDMTrainingModule
 from ldm.latent_diffusion.model import LatentDiffusionModel
 from ldm.latents.stats import PAIRS, LatentStats, read_stats
-from ldm.model_dir import LDM, LDM_SR
+from ldm.model_dir import LDM, LDM_INPAINT, LDM_SR
 from ldm.reports import write_json
 from ldm.storage.settings import S3Settings
 from ldm.trainer import make_trainer, resume_path, write_curves
@@ -59,7 +62,8 @@ class Paths:
     checkpoints: Path = arg("resumable Lightning checkpoints (kept across runs)")
     metrics: Path = arg("output JSON: losses and lineage")
     curves: Path = arg("output CSV: training loss per step")
-    section: Literal["train_ldm", "train_sr"] = arg("params section: train_ldm (image latents) or train_sr (SR pairs)")
+    section: Literal["train_ldm", "train_sr", "train_inpaint"] = arg(
+        "params section: train_ldm (image latents), train_sr (SR pairs) or train_inpaint (latents with masks)")
 
 
 def _config(params: Params, section: str, stats: LatentStats, first: LatentSample, ae_hash: str) -> LDMConfig:
@@ -73,6 +77,9 @@ def _config(params: Params, section: str, stats: LatentStats, first: LatentSampl
     if cached and config.first_stage != cached:
         raise InvalidInput(f"the latent cache holds {cached!r} latents but autoencoder.preset is "
                            f"{config.first_stage!r}; re-run `dvc repro cache_latents`")
+    if section == "train_inpaint" and first.masked is None:
+        raise InvalidInput(f"the latent cache holds no masked-image latents for train_inpaint (sample {first.key}); "
+                           "set cache_latents.masks: true and re-run `dvc repro cache_latents`")
     if tuple(first.latent.shape) != config.latent_shape:
         raise InvalidInput(f"{section}.preset {p.preset!r} expects latents {config.latent_shape} (C, h, w) at "
                            f"data.resolution, the cache holds {tuple(first.latent.shape)}; re-run `dvc repro cache_latents`")
@@ -97,7 +104,7 @@ def _model(p: TrainLDMParams, section: str, config: LDMConfig, tokenizer: Any) -
     """Fresh weights, or those of `init_from` (and a text model's own vocabulary): (model, init hash, tokenizer)."""
     if not p.init_from:
         return LatentDiffusionModel(config), "", tokenizer
-    name = LDM_SR if section == "train_sr" else LDM  # the MODEL_DIR folder this stage writes
+    name = {"train_sr": LDM_SR, "train_inpaint": LDM_INPAINT}.get(section, LDM)  # the MODEL_DIR folder this stage writes
     model, init_hash, init_tokenizer = init_ldm(Path(p.init_from), name, config, f"{section}.init_from")
     return model, init_hash, init_tokenizer or tokenizer  # a text model keeps the vocabulary its weights were trained with
 

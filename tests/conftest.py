@@ -103,8 +103,9 @@ def save_autoencoder():
 
 @pytest.fixture(scope="session")
 def ldm_inputs(tmp_path_factory) -> Path:
-    """64 px embedded crops -> pairs -> an untrained kl-f4-tiny -> the latent cache (what the LDM stages read)."""
-    from stages import cache_latents, degrade, download
+    """64 px embedded crops -> pairs and masks -> an untrained kl-f4-tiny -> the latent cache (what the LDM stages
+    read)."""
+    from stages import cache_latents, degrade, download, masks
     from stages.params import parse_params
 
     data = {"resolution": 64, "shard_size": 40}
@@ -113,8 +114,10 @@ def ldm_inputs(tmp_path_factory) -> Path:
                  download.Paths(out / "images", out / "download.json", out / "cache"))
     degrade.run(parse_params({"data": data, "degrade": {"workers": 1, "grid_pairs": 2}}),
                 degrade.Paths(out / "images", out / "pairs", out / "degrade.json", out / "degrade.png"))
+    masks.run(parse_params({"masks": {"grid_images": 2}}),
+              masks.Paths(out / "images", out / "masks", out / "masks.json", out / "masks.png"))
     _save_autoencoder(out / "models" / "autoencoder", "kl-f4-tiny")
     cache_latents.run(parse_params({"data": data, "cache_latents": {"accelerator": "cpu", "devices": 1, "threads": 1}}),
                       cache_latents.Paths(out / "images", out / "pairs", out / "models" / "autoencoder", out / "latents",
-                                          out / "cache.json"))
+                                          out / "cache.json", out / "masks"))
     return out

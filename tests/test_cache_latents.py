@@ -38,7 +38,7 @@ def inputs(tmp_path_factory, save_autoencoder) -> Path:
 
 def _run(inputs: Path, out: Path, model: str = "kl", cluster: dict | None = None, **cache) -> dict:
     params = parse_params({"data": DATA, "cluster": cluster or {},
-                           "cache_latents": {"batch_size": 16, "accelerator": "cpu", "devices": 1, **cache}})
+                           "cache_latents": {"batch_size": 16, "accelerator": "cpu", "devices": 1, "masks": False, **cache}})
     return run(params, Paths(inputs / "images", inputs / "pairs", inputs / model, out / "latents", out / "report.json"))
 
 
@@ -166,7 +166,7 @@ def test_corrupt_shard_names_shard_and_key(inputs, tmp_path, damage):
     else:  # a copy cut short
         data = data[: len(data) // 2 + 777]  # mid-member
     first.write_bytes(bytes(data))
-    params = parse_params({"data": DATA, "cache_latents": {"accelerator": "cpu", "devices": 1, "pairs": False}})
+    params = parse_params({"data": DATA, "cache_latents": {"accelerator": "cpu", "devices": 1, "pairs": False, "masks": False}})
     with pytest.raises(Exception, match="train-000000.tar: sample"):
         run(params, Paths(broken, tmp_path / "no-pairs", inputs / "kl", tmp_path / "latents", tmp_path / "report.json"))
     assert not (tmp_path / "latents").exists()
@@ -187,7 +187,7 @@ def test_missing_autoencoder_is_a_clear_cli_error(inputs, tmp_path):
 def test_two_cpu_processes_write_the_same_bytes(inputs, tmp_path):
     """Lightning DDP over 2 CPU processes, shards split by rank: the same cache as one process."""
     single = _run(inputs, tmp_path / "one", threads=1)  # same threads per process: same float rounding
-    params = {"data": DATA, "cache_latents": {"batch_size": 16, "accelerator": "cpu", "devices": 2, "strategy": "ddp",
+    params = {"data": DATA, "cache_latents": {"batch_size": 16, "accelerator": "cpu", "devices": 2, "strategy": "ddp", "masks": False,
                                               "threads": 1}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = subprocess.run([sys.executable, "-m", "stages.cache_latents", "--params", str(tmp_path / "params.yaml"),
@@ -199,3 +199,82 @@ def test_two_cpu_processes_write_the_same_bytes(inputs, tmp_path):
     assert _tar_bytes(tmp_path / "one" / "latents") == _tar_bytes(tmp_path / "two" / "latents")
     two = json.loads((tmp_path / "two" / "latents" / "stats.json").read_text())
     assert two["scale_factor"] == single["scale_factor"]
+
+
+# ------------------------------------------------------------------ inpainting: masked-image latents and latent masks
+
+@pytest.fixture(scope="module")
+def masks(inputs) -> Path:
+    """The masks stage's shards beside the image shards of `inputs`."""
+    from stages import masks as masks_stage
+
+    out = inputs / "masks-stage"
+    masks_stage.run(parse_params({"masks": {"grid_images": 2}}),
+                    masks_stage.Paths(inputs / "images", out / "masks", out / "masks.json", out / "masks.png"))
+    return out / "masks"
+
+
+def _run_masked(inputs: Path, masks: Path, out: Path, **cache) -> dict:
+    params = parse_params({"data": DATA, "cache_latents": {"batch_size": 16, "accelerator": "cpu", "devices": 1,
+                                                           "masks": True, **cache}})
+    return run(params, Paths(inputs / "images", inputs / "pairs", inputs / "kl", out / "latents", out / "report.json", masks))
+
+
+def test_cache_holds_the_masked_latent_and_the_nearest_latent_mask(inputs, masks, tmp_path, one_thread):
+    from ldm.autoencoder.checkpoint import load_autoencoder
+    from ldm.data.schema import ImageSample, LatentSample, MaskSample
+    from ldm.data.shards import read_shards
+
+    stats = _run_masked(inputs, masks, tmp_path, dtype="float32")
+    plain = _run(inputs, tmp_path / "plain", dtype="float32", pairs=False)
+    assert stats["scale_factor"] == plain["scale_factor"]  # measured on `latent` only
+    model, _ = load_autoencoder(inputs / "kl")
+    shard = "val-000000.tar"
+    latents = [LatentSample.decode(r) for r in read_shards([tmp_path / "latents" / shard])]
+    images = [ImageSample.decode(r) for r in read_shards([inputs / "images" / shard])]
+    hidden = [MaskSample.decode(r).mask for r in read_shards([masks / shard])]
+    x = torch.stack([torch.from_numpy(i.image).permute(2, 0, 1).float() / 127.5 - 1 for i in images])
+    m = torch.stack([torch.from_numpy(h)[None].float() for h in hidden])
+    expected = encode_latents(model, x * (1 - m), [i.key for i in images])
+    got = torch.stack([torch.from_numpy(s.masked) for s in latents])
+    assert torch.allclose(got, expected, atol=1e-5) and not torch.allclose(got, torch.stack([torch.from_numpy(s.latent) for s in latents]))
+    for sample, mask in zip(latents, hidden):
+        assert sample.mask.shape == (8, 8) and np.array_equal(sample.mask, mask[::4, ::4])  # nearest at f=4
+    pair = next(read_shards([tmp_path / "latents" / "pairs" / "train-000000.tar"]))
+    assert LatentSample.decode(pair).masked is None  # pairs/ untouched
+    batch = collate(list(latent_dataset([str(tmp_path / "latents" / shard)], scale_factor=0.5))[:4])
+    assert batch["masked_image"].shape == (4, 3, 8, 8) and batch["mask"].shape == (4, 1, 8, 8)
+    assert torch.allclose(batch["masked_image"], got[:4] * 0.5) and set(batch["mask"].unique().tolist()) <= {0.0, 1.0}
+
+
+def test_masked_cache_is_byte_identical_across_runs_and_encode_paths(inputs, masks, tmp_path):
+    _run_masked(inputs, masks, tmp_path / "one", posterior="sample", threads=1, pairs=False)
+    _run_masked(inputs, masks, tmp_path / "two", posterior="sample", threads=1, pairs=False, workers=2)  # the task pool
+    one = _tar_bytes(tmp_path / "one" / "latents")
+    assert one == _tar_bytes(tmp_path / "two" / "latents")
+    assert b"masked.npy" in one["train-000000.tar"]
+
+
+def test_masks_that_do_not_mirror_the_images_are_named(inputs, masks, tmp_path):
+    from ldm.data.shards import read_shards, write_shard
+    from ldm.data.schema import MaskSample
+    from ldm.errors import InputNotFound, InvalidInput
+
+    short = tmp_path / "short"
+    short.mkdir()
+    (short / "train-000000.tar").write_bytes((masks / "train-000000.tar").read_bytes())
+    with pytest.raises(InvalidInput, match=r"do not mirror the image shards \(first differing: train-000001.tar\)"):
+        _run_masked(inputs, short, tmp_path / "a", pairs=False)
+    swapped = tmp_path / "swapped"
+    swapped.mkdir()
+    for shard in sorted(masks.glob("*.tar")):
+        samples = [MaskSample.decode(r) for r in read_shards([shard])]
+        if shard.name == "val-000000.tar":
+            samples[0], samples[1] = samples[1], samples[0]
+        write_shard(swapped / shard.name, samples)
+    with pytest.raises(InvalidInput, match=r"swapped/val-000000.tar: mask '.*' where the image shard has image"):
+        _run_masked(inputs, swapped, tmp_path / "b", pairs=False)
+    params = parse_params({"data": DATA, "cache_latents": {"accelerator": "cpu", "devices": 1, "masks": True}})
+    with pytest.raises(InputNotFound, match="cache_latents.masks is true but no --masks"):
+        run(params, Paths(inputs / "images", inputs / "pairs", inputs / "kl", tmp_path / "c", tmp_path / "r.json"))
+    assert not (tmp_path / "a" / "latents").exists() and not (tmp_path / "b" / "latents").exists()

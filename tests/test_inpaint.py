@@ -128,3 +128,12 @@ def test_inpaint_refuses_other_models_and_bad_inputs(tiny):
         inpaint_images(loaded, autoencoder, images, masks[:, :, :8], [0, 1], FAST, progress=False)
     with pytest.raises(InvalidInput, match="seeds"):
         inpaint_images(loaded, autoencoder, images, masks, [0], FAST, progress=False)
+
+
+def test_inpainting_model_follows_the_first_stage_channels():
+    from ldm.autoencoder.presets import preset_config as autoencoder_config
+    from ldm.latent_diffusion.settings import paired_config
+
+    config = paired_config(preset_config("tiny-inpaint"), "kl-f8", autoencoder_config("kl-f8"), 128)
+    assert config.conditioning.concat_channels == (4, 1) and config.unet.in_channels == 9
+    assert config.latent_shape == (4, 16, 16)

@@ -3,7 +3,9 @@
 Latent shards hold `LatentSample`s (ldm.data.schema). Batches are dicts that
 `ldm.latent_diffusion.LDMTrainingModule` reads: "z" [N x C x h x w] already
 multiplied by the scale factor, "label" [N] long, "caption" list[str] and, for
-super-resolution pairs, "lr" [N x 3 x H x W] in [-1, 1] (the concat key).
+super-resolution pairs, "lr" [N x 3 x H x W] in [-1, 1] (the concat key); for inpainting, "masked_image"
+[N x C x h x w] (the masked image's latent, multiplied by the scale factor like "z") and "mask" [N x 1 x h x w]
+in {0, 1} (1 = hole).
 """
 
 from __future__ import annotations
@@ -15,15 +17,17 @@ from typing import Any
 import numpy as np
 import torch
 import webdataset as wds
+from einops import rearrange
 from torch.utils.data import DataLoader, default_collate
 
 from ldm.data.loader import batch_loader, raw_samples, to_tensor
 from ldm.data.loader_config import LoaderSettings
 from ldm.data.schema import LatentSample, RawSample
+from ldm.masks.config import MASK, MASKED_IMAGE
 
 
 def latent_sample(raw: RawSample, scale_factor: float) -> dict[str, Any]:
-    """One raw shard sample -> {"z", "label", "caption"[, "lr"]} (see the module docstring)."""
+    """One raw shard sample -> {"z", "label", "caption"[, "lr"][, "masked_image", "mask"]} (the module docstring)."""
     sample = LatentSample.decode(raw)
     out: dict[str, Any] = {
         "z": torch.from_numpy(np.asarray(sample.latent, dtype=np.float32)) * scale_factor,  # (C, h, w)
@@ -32,6 +36,9 @@ def latent_sample(raw: RawSample, scale_factor: float) -> dict[str, Any]:
     }
     if sample.lr is not None:
         out["lr"] = to_tensor(sample.lr)  # (3, H, W)
+    if sample.masked is not None and sample.mask is not None:  # inpainting's concat condition, scaled like "z"
+        out[MASKED_IMAGE] = torch.from_numpy(np.asarray(sample.masked, dtype=np.float32)) * scale_factor  # (C, h, w)
+        out[MASK] = rearrange(torch.from_numpy(sample.mask).float(), "h w -> 1 h w")  # (1, h, w) in {0, 1}
     return out
 
 

@@ -53,23 +53,29 @@ def _check_inputs(images: Tensor, masks: Tensor, seeds: Sequence[int], f: int) -
 
 
 @torch.no_grad()
-def inpaint_images(loaded: LoadedLDM, autoencoder: Autoencoder, images: Tensor, masks: Tensor, seeds: Sequence[int],
-                   settings: SamplerSettings, *, batch_size: int = 16, progress: bool = True) -> Tensor:
-    """uint8 images [N x 3 x H x W] with masks [N x 1 x H x W] in {0, 1} (1 = hole) -> uint8 [N x 3 x H x W]:
-    sample i from seed i (whatever the batch), the known pixels kept exactly (x (1 - m) + D(z_0) m)."""
+def fill_holes(loaded: LoadedLDM, autoencoder: Autoencoder, images: Tensor, masks: Tensor, seeds: Sequence[int],
+               settings: SamplerSettings, *, batch_size: int = 16, progress: bool = True) -> Tensor:
+    """The model's own decoded output D(z_0) uint8 [N x 3 x H x W] for uint8 images [N x 3 x H x W] with masks
+    [N x 1 x H x W] in {0, 1} (1 = hole), before the known pixels are put back; sample i from seed i."""
     check_inpaint_model(loaded, "the model")
     _check_inputs(images, masks, seeds, autoencoder.downsample_factor)
     device = next(loaded.model.parameters()).device
     outs = []
     for start in tqdm(range(0, len(seeds), batch_size), desc="inpainting", unit="batch", disable=not progress):
         end = min(start + batch_size, len(seeds))
-        image = images[start:end].to(device)  # (B, 3, H, W) uint8
-        m = (masks[start:end] > 0).to(device)  # (B, 1, H, W) bool
-        x = image.float() / 127.5 - 1.0
-        concat = inpaint_condition(autoencoder, x, m.float(), loaded.scale_factor)
+        x = images[start:end].to(device).float() / 127.5 - 1.0  # (B, 3, H, W)
+        m = (masks[start:end] > 0).to(device).float()  # (B, 1, H, W)
+        concat = inpaint_condition(autoencoder, x, m, loaded.scale_factor)
         cond, null = conditions(loaded.model, concat=concat)
         z = generate_latents(loaded.model, cond, null, seeds[start:end], settings,
                              size=tuple(concat[MASKED_IMAGE].shape[-2:]))
-        decoded = decode_latents(autoencoder.decode, z, loaded.scale_factor)  # (B, 3, H, W) uint8
-        outs.append(torch.where(m, decoded, image).cpu())  # m in {0, 1}: x (1 - m) + decoded m, exactly
+        outs.append(decode_latents(autoencoder.decode, z, loaded.scale_factor).cpu())  # (B, 3, H, W) uint8
     return torch.cat(outs)
+
+
+def inpaint_images(loaded: LoadedLDM, autoencoder: Autoencoder, images: Tensor, masks: Tensor, seeds: Sequence[int],
+                   settings: SamplerSettings, *, batch_size: int = 16, progress: bool = True) -> Tensor:
+    """uint8 images [N x 3 x H x W] with masks [N x 1 x H x W] in {0, 1} (1 = hole) -> uint8 [N x 3 x H x W]:
+    sample i from seed i (whatever the batch), the known pixels kept exactly (x (1 - m) + D(z_0) m)."""
+    decoded = fill_holes(loaded, autoencoder, images, masks, seeds, settings, batch_size=batch_size, progress=progress)
+    return torch.where(masks.cpu() > 0, decoded, images.cpu())  # m in {0, 1}: x (1 - m) + D(z_0) m, exactly

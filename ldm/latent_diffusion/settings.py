@@ -18,6 +18,7 @@ from ldm.conditioning.config import BERT_VOCAB_SIZE, TokenizerKind
 from ldm.config import Config, check_literals
 from ldm.diffusion.config import DiffusionConfig, LossType, Parameterization, ScheduleKind
 from ldm.latent_diffusion.config import LDMConfig, UNetConfig
+from ldm.masks.config import MASKED_IMAGE
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,10 @@ def paired_config(preset: LDMConfig, first_stage: str, autoencoder: AutoencoderC
         raise ValueError(f"the latents of {resolution} px through {first_stage!r} are {side}x{side}, which the "
                          f"UNet's {preset.unet.num_levels} levels cannot halve {preset.unet.num_levels - 1} times; "
                          f"raise data.resolution to a multiple of {f * preset.unet.downsample_factor}")
-    extra = preset.conditioning.extra_in_channels
-    unet = dataclasses.replace(preset.unet, in_channels=z + extra, out_channels=z)
-    return dataclasses.replace(preset, unet=unet, latent_channels=z, latent_size=(side, side), first_stage=first_stage)
+    cond = preset.conditioning
+    if cond.kind == "concat" and MASKED_IMAGE in cond.concat_keys:  # inpainting: the masked image's latent has z channels
+        channels = tuple(z if key == MASKED_IMAGE else c for key, c in zip(cond.concat_keys, cond.concat_channels))
+        cond = dataclasses.replace(cond, concat_channels=channels)
+    unet = dataclasses.replace(preset.unet, in_channels=z + cond.extra_in_channels, out_channels=z)
+    return dataclasses.replace(preset, unet=unet, conditioning=cond, latent_channels=z, latent_size=(side, side),
+                               first_stage=first_stage)

@@ -3,6 +3,8 @@
 The Lightning predict loop and the CPU task pool of stage `cache_latents` both go
 through these functions, so a latent shard's bytes depend on the shard, the
 autoencoder and the settings, never on the loop, the device count or the pool.
+With a mask shard beside an image shard (inpainting), the masked images
+x (1 - m) are encoded too and the masks resized to the latent (`encode_masked`).
 `encode_shard_task` is one pool task: it loads the autoencoder once per worker
 process (keyed by its folder and hash, so a changed model is loaded again).
 """
@@ -11,28 +13,33 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
 
 import numpy as np
 import torch
+from einops import rearrange
 
 from ldm.autoencoder.checkpoint import load_autoencoder
 from ldm.autoencoder.model import Autoencoder
 from ldm.data.loader import to_tensor
-from ldm.data.schema import KEY, LatentSample, RawSample, image_of
+from ldm.data.schema import KEY, LatentSample, MaskSample, RawSample, image_of
 from ldm.data.shards import ShardInfo, read_shards, write_shard
 from ldm.errors import InvalidInput
 from ldm.latents.config import LatentDtype, Posterior
 from ldm.latents.encode import encode_latents
+from ldm.masks.latent import latent_mask
 from ldm.storage.settings import S3Settings
 
 
 @dataclass(frozen=True)
 class ShardJob:
-    """One input shard and the name of its latent shard under the output folder."""
+    """One input shard, the name of its latent shard under the output folder and, for inpainting, the mask shard
+    of the same name (the masks stage's, one mask per image in the same key order)."""
 
     source: str
     name: str  # "train-000000.tar" or "pairs/train-000000.tar"
+    masks: str = ""  # "": no masks
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,32 @@ def read_shard_images(source: str, s3: S3Settings | None = None) -> tuple[list[R
     return raws, torch.stack(images)
 
 
+def read_shard_masks(source: str, keys: list[str], s3: S3Settings | None = None) -> torch.Tensor:
+    """The masks [N x 1 x H x W] in {0, 1} of a mask shard that mirrors the image shard of `keys`; InvalidInput names
+    the shard and the first key that differs."""
+    masks = []
+    for i, raw in enumerate(zip_longest(read_shards([source], s3), keys)):
+        mask_raw, key = raw
+        mask_key = mask_raw[KEY] if mask_raw is not None else None
+        if mask_key != key:
+            raise InvalidInput(f"{source}: mask {mask_key!r} where the image shard has image {key!r} (sample {i}); "
+                               "re-run the masks stage on these images")
+        masks.append(torch.from_numpy(MaskSample.decode(mask_raw).mask))
+    return rearrange(torch.stack(masks), "n h w -> n 1 h w").float()
+
+
+def encode_masked(model: Autoencoder, x: torch.Tensor, m: torch.Tensor, keys: list[str],
+                  settings: EncodeSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Images x [N x 3 x H x W] in [-1, 1] and masks m [N x 1 x H x W] (1 = hole) on the model's device -> the latents
+    [N x D x h x w] float32 of x (1 - m) (a hole reads 0, mid grey) and the masks at latent size [N x h x w] uint8."""
+    if tuple(m.shape[-2:]) != tuple(x.shape[-2:]):
+        raise InvalidInput(f"masks of {m.shape[-2]}x{m.shape[-1]} for images of {x.shape[-2]}x{x.shape[-1]} (shard of "
+                           f"{keys[0]!r}); re-run the masks stage on these images")
+    masked = encode_shard(model, x * (1 - m), keys, settings)  # (N, D, h, w), the posterior rule of `latent`
+    small = latent_mask(m.cpu(), tuple(masked.shape[-2:]))  # (N, 1, h, w)
+    return masked, rearrange(small, "n 1 h w -> n h w").to(torch.uint8).numpy()
+
+
 def encode_shard(model: Autoencoder, x: torch.Tensor, keys: list[str], settings: EncodeSettings) -> np.ndarray:
     """x [N x 3 x H x W] on the model's device -> z [N x D x h x w] float32 on the CPU, `batch_size` per call."""
     step = settings.batch_size
@@ -70,12 +103,15 @@ def encode_shard(model: Autoencoder, x: torch.Tensor, keys: list[str], settings:
     return z.cpu().numpy()
 
 
-def write_latent_shard(path: Path, raws: list[RawSample], z: np.ndarray, settings: EncodeSettings) -> ShardInfo:
-    """The latent shard at `path` (folders made): each raw sample with its latent, stored as `settings.dtype`."""
+def write_latent_shard(path: Path, raws: list[RawSample], z: np.ndarray, settings: EncodeSettings,
+                       masked: tuple[np.ndarray, np.ndarray] | None = None) -> ShardInfo:
+    """The latent shard at `path` (folders made): each raw sample with its latent, stored as `settings.dtype`, and
+    with `masked` (`encode_masked`'s latents and latent masks) its inpainting extras."""
     path.parent.mkdir(parents=True, exist_ok=True)
     dtype = np.dtype(settings.dtype)
-    return write_shard(path, (LatentSample.of_source(raw, latent.astype(dtype), autoencoder_sha256=settings.autoencoder_sha256)
-                              for raw, latent in zip(raws, z)))
+    extras = [{}] * len(raws) if masked is None else [{"masked": zm.astype(dtype), "mask": mask} for zm, mask in zip(*masked)]
+    return write_shard(path, (LatentSample.of_source(raw, latent.astype(dtype), autoencoder_sha256=settings.autoencoder_sha256,
+                                                     **extra) for raw, latent, extra in zip(raws, z, extras)))
 
 
 @dataclass(frozen=True)
@@ -101,5 +137,9 @@ def encode_shard_task(task: EncodeTask) -> ShardInfo:
     torch.set_num_threads(task.threads)
     model = _autoencoder(task.model, task.settings.autoencoder_sha256)
     raws, x = read_shard_images(task.job.source, task.s3)
-    z = encode_shard(model, x, [raw[KEY] for raw in raws], task.settings)
-    return write_latent_shard(Path(task.out) / task.job.name, raws, z, task.settings)
+    keys = [raw[KEY] for raw in raws]
+    z = encode_shard(model, x, keys, task.settings)
+    masked = None
+    if task.job.masks:
+        masked = encode_masked(model, x, read_shard_masks(task.job.masks, keys, task.s3), keys, task.settings)
+    return write_latent_shard(Path(task.out) / task.job.name, raws, z, task.settings, masked)

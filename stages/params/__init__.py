@@ -33,6 +33,7 @@ from stages.params.models import (
     EvaluateParams,
     SamplingParams,
     TrainAutoencoderParams,
+    TrainInpaintParams,
     TrainLDMParams,
     TrainSRParams,
 )
@@ -42,7 +43,7 @@ from stages.params.storage import OrchestrateParams, StorageParams
 __all__ = ["ADDRESS_ENV", "AutoencoderParams", "CacheLatentsParams", "ClusterParams", "DataParams", "DegradeParams", "DownloadParams", "EvaluateParams",
            "EvaluateInpaintParams",
            "MasksParams", "OrchestrateParams", "Params", "ParamsError", "SamplingParams", "Section", "StorageParams",
-           "TrainAutoencoderParams", "TrainLDMParams", "TrainSRParams", "dataclass_section", "load_params",
+           "TrainAutoencoderParams", "TrainInpaintParams", "TrainLDMParams", "TrainSRParams", "dataclass_section", "load_params",
            "lineage", "params_hash", "parse_params", "read_raw", "recipe_lineage", "to_config"]
 
 
@@ -58,6 +59,7 @@ class Params(Section):
     cache_latents: CacheLatentsParams = CacheLatentsParams()
     train_ldm: TrainLDMParams = TrainLDMParams()
     train_sr: TrainSRParams = TrainSRParams()
+    train_inpaint: TrainInpaintParams = TrainInpaintParams()
     evaluate: EvaluateParams = EvaluateParams()
     evaluate_inpaint: EvaluateInpaintParams = EvaluateInpaintParams()
     storage: StorageParams = StorageParams()

@@ -9,11 +9,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ldm.autoencoder.presets import preset_config as autoencoder_config
+from ldm.masks.config import MASK, MASKED_IMAGE
 
 if TYPE_CHECKING:
     from stages.params import Params
 
-LDM_SECTIONS = ("train_ldm", "train_sr")
+LDM_SECTIONS = ("train_ldm", "train_sr", "train_inpaint")
+INPAINT_KEYS = (MASKED_IMAGE, MASK)  # an inpainting model's concat condition
 
 
 def check_consistency(params: Params) -> list[str]:
@@ -45,11 +47,16 @@ def _ldm(params: Params, section: str) -> list[str]:
     except ValueError as exc:
         return [f"{section}.preset {p.preset!r}: {exc}"]
     problems, kind = [], config.conditioning.kind
-    if section == "train_sr" and kind != "concat":
+    inpainting = kind == "concat" and tuple(config.conditioning.concat_keys) == INPAINT_KEYS
+    if section == "train_sr" and (kind != "concat" or inpainting):
         problems.append(f"train_sr.preset {p.preset!r} is not a super-resolution model (conditioning {kind!r}); "
                         "pick one that concatenates the LR image, e.g. tiny-sr or bsr-sr-ldm4")
+    if section == "train_inpaint" and not inpainting:
+        problems.append(f"train_inpaint.preset {p.preset!r} is not an inpainting model (it must concatenate "
+                        f"{' and '.join(INPAINT_KEYS)}); pick tiny-inpaint, inpaint-ldm4 or inpaint-ldm4-big")
     if section == "train_ldm" and kind == "concat":
-        problems.append(f"train_ldm.preset {p.preset!r} needs an LR image per latent; train it as train_sr.preset")
+        problems.append(f"train_ldm.preset {p.preset!r} needs a spatial condition per latent; train it as "
+                        + ("train_inpaint.preset" if inpainting else "train_sr.preset"))
     if p.recipe.p_uncond > 0 and kind not in ("class", "text"):
         problems.append(f"{section}.recipe.p_uncond: {p.recipe.p_uncond} drops a condition that a {kind!r} model "
                         "does not have; set it to 0.0")

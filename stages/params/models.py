@@ -100,6 +100,8 @@ class CacheLatentsParams(Loading, Placed):
     dtype: LatentDtype = "float16"
     batch_size: int = Field(64, ge=1, le=4096, description="images per encoder call")
     pairs: bool = Field(True, description="also cache the degrade stage's HR latents with their LR images")
+    masks: bool = Field(True, description="also cache each image's masked-image latent and latent mask (inpainting), "
+                                           "from the masks stage's shards (--masks)")
     scale_rule: ScaleRule = Field("auto", description="auto: 1/dataset std for KL, 1.0 for VQ")
     scale_value: float = Field(1.0, gt=0.0, description="the factor when scale_rule is fixed")
     std_tolerance: float = Field(0.02, gt=0.0, le=1.0, description="warn when the scaled std is further than this from 1")
@@ -153,6 +155,15 @@ class TrainSRParams(TrainLDMParams):
     """
 
     preset: str = Field("tiny-sr", description="tiny-sr | bsr-sr-ldm4")
+
+
+class TrainInpaintParams(TrainLDMParams):
+    """Stage `train_inpaint`: the masked image's latent and the mask concatenated to the latent (Sec. 4.5, D.2.2).
+
+    Takes the loop settings of `train_ldm` it does not set (stages.params.recipes.INHERITS).
+    """
+
+    preset: str = Field("tiny-inpaint", description="tiny-inpaint | inpaint-ldm4 | inpaint-ldm4-big")
 
 
 SamplingParams = dataclass_section(SamplerSettings, "SamplingParams")
