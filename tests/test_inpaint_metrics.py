@@ -8,6 +8,7 @@ import torch
 from ldm.autoencoder.losses import MissingWeightsError
 from ldm.masks.shards import HOLE_FILL
 from ldm.metrics.inpainting import blur_fill, coverage_stats, fill_scores, grid_columns, hole_psnr
+from ldm.metrics.fidelity import file_sha256
 from ldm.metrics.perceptual import lpips_distances, lpips_model
 from ldm.metrics.quality import MAX_PSNR_DB
 
@@ -74,6 +75,15 @@ def test_lpips_stand_in_is_seeded_and_grows_with_the_difference(tmp_path):
     assert torch.allclose(same, torch.zeros(2), atol=1e-6) and torch.all(small < large)
     with pytest.raises(MissingWeightsError, match="absent.pth"):
         lpips_model("vgg16", tmp_path / "absent.pth")
+    # The real path reads torchvision's layout from a file: the stand-in's own weights saved so give its distances.
+    state = {f"features.{index}.{name}": value for part in (model.net.slice1, model.net.slice2, model.net.slice3,
+                                                            model.net.slice4, model.net.slice5)
+             for index, layer in part.named_children() if isinstance(layer, torch.nn.Conv2d)
+             for name, value in layer.state_dict().items()}
+    torch.save(state, tmp_path / "vgg16.pth")
+    real, real_fingerprint = lpips_model("vgg16", tmp_path / "vgg16.pth")
+    assert real_fingerprint["weights_sha256"] == file_sha256(tmp_path / "vgg16.pth") and not real_fingerprint["stand_in"]
+    assert torch.allclose(lpips_distances(real, near, images), small, atol=1e-6)
 
 
 def test_grid_columns_are_titled_in_order_and_enlarged_until_the_titles_fit():
