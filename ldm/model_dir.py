@@ -12,6 +12,7 @@ from pathlib import Path
 from ldm.errors import InputNotFound
 
 AUTOENCODER, LDM, LDM_SR = "autoencoder", "ldm", "ldm_sr"
+LDM_SEMANTIC = "ldm_semantic"  # semantic synthesis (label maps)
 WEIGHTS = "model.safetensors"
 
 

@@ -34,6 +34,7 @@ from ldm.data.images import IMAGE_EXTENSIONS
 from ldm.errors import InvalidInput
 
 IGNORE_INDEX = -1  # class id of unlabelled pixels in every read map; one_hot gives them all-zero vectors
+LABEL_FORMAT = "label_format"  # the metadata key of a cached latent's label-map format (`LabelMapFormat.to_dict`)
 LABEL_MAP_EXTENSION = ".png"  # lossless: JPEG would invent ids at region borders
 _SINGLE_CHANNEL_MODES = ("L", "P", "I;16", "I;16B", "I;16L", "I")
 _LISTED = 5  # names or values quoted in a one-line error

@@ -20,6 +20,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, default_collate
 
+from ldm.conditioning.config import LABEL_MAP_KEY
 from ldm.data.loader import batch_loader, raw_samples, to_tensor
 from ldm.data.loader_config import LoaderSettings
 from ldm.data.schema import LatentSample, RawSample
@@ -36,7 +37,7 @@ def latent_sample(raw: RawSample, scale_factor: float) -> dict[str, Any]:
     if sample.lr is not None:
         out["lr"] = to_tensor(sample.lr)  # (3, H, W)
     if sample.label_map is not None:
-        out["label_map"] = torch.from_numpy(sample.label_map.astype(np.int64))  # (H, W)
+        out[LABEL_MAP_KEY] = torch.from_numpy(sample.label_map.astype(np.int64))  # (H, W)
     if sample.layout is not None:
         out["layout"] = json.dumps(sample.layout.to_dict())
     return out

@@ -61,7 +61,10 @@ class LabelMapConfig(Config):
         return self.source == "embedded"
 
     def label_format(self) -> LabelMapFormat:
-        """How the folder's raw PNG values become class ids."""
+        """How raw PNG values become class ids: the folder's format; for stand-ins, the ids 0..n_regions-1 as they
+        are (how `ldm sample --map` reads a map drawn for a model trained on them)."""
+        if self.stand_in:
+            return LabelMapFormat(name="stand-in", n_classes=self.n_regions, ignore_raw=IDS_IGNORE_RAW, offset=0)
         if self.format == "ids":
             return LabelMapFormat(name="ids", n_classes=self.n_classes, ignore_raw=IDS_IGNORE_RAW, offset=0)
         return LABEL_MAP_FORMATS[self.format]
@@ -69,7 +72,7 @@ class LabelMapConfig(Config):
     @property
     def map_classes(self) -> int:
         """How many class ids the maps can hold: the stand-in's regions, or the folder format's classes."""
-        return self.n_regions if self.stand_in else self.label_format().n_classes
+        return self.label_format().n_classes
 
     def describe(self) -> dict[str, str]:
         """What the maps and boxes are, in words, for reports and pictures."""

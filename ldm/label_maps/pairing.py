@@ -7,6 +7,7 @@ from dataclasses import replace
 from itertools import zip_longest
 from pathlib import Path
 
+from ldm.data.label_maps import LABEL_FORMAT
 from ldm.data.schema import KEY, ImageSample, LabelMapSample, LatentSample
 from ldm.data.shards import read_shards
 from ldm.errors import InvalidInput
@@ -34,9 +35,10 @@ def zip_label_maps(images: Sequence[str | Path], maps: Sequence[str | Path]) -> 
 
 
 def attach_label_maps(samples: Iterable[LatentSample], shard: str, s3: S3Settings | None = None) -> Iterator[LatentSample]:
-    """Each latent sample with the label map and layout of the same key from the label-map `shard`
-    (`s3`: the client settings of an s3:// shard read in another process than the stage's)."""
+    """Each latent sample with the label map and layout of the same key from the label-map `shard`, and the maps'
+    format in its meta (LABEL_FORMAT) (`s3`: the client settings of an s3:// shard read in another process)."""
     as_raw = ({KEY: sample.key, "sample": sample} for sample in samples)
     for latent, raw in _zip(as_raw, read_shards([shard], s3), "its image shard", shard):
         found = LabelMapSample.decode(raw)
-        yield replace(latent["sample"], label_map=found.label_map, layout=found.layout)
+        meta = {**latent["sample"].meta, LABEL_FORMAT: found.meta["format"]}
+        yield replace(latent["sample"], label_map=found.label_map, layout=found.layout, meta=meta)

@@ -90,7 +90,7 @@ def _stand_in(image: np.ndarray, config: LabelMapConfig, seed: int) -> np.ndarra
 
 def label_map_of(image: ImageSample, config: LabelMapConfig) -> LabelMapSample:
     """The label map [H x W] and layout of one image sample, per `config` (stand-in maps seeded by seed and key)."""
-    meta: dict = {"source": "stand-in" if config.stand_in else "folder", "n_classes": config.map_classes,
+    meta: dict = {"source": "stand-in" if config.stand_in else "folder", "format": config.label_format().to_dict(),
                   "boxes": config.boxes}
     if config.stand_in:
         seed = key_seed(config.seed, image.key)

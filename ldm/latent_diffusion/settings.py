@@ -83,4 +83,8 @@ def paired_config(preset: LDMConfig, first_stage: str, autoencoder: AutoencoderC
                          f"raise data.resolution to a multiple of {f * preset.unet.downsample_factor}")
     extra = preset.conditioning.extra_in_channels
     unet = dataclasses.replace(preset.unet, in_channels=z + extra, out_channels=z)
-    return dataclasses.replace(preset, unet=unet, latent_channels=z, latent_size=(side, side), first_stage=first_stage)
+    conditioning = preset.conditioning
+    if conditioning.kind == "semantic":  # label maps at image size halve log2(f) times to the latent's
+        conditioning = dataclasses.replace(conditioning, rescaler_stages=f.bit_length() - 1)
+    return dataclasses.replace(preset, unet=unet, conditioning=conditioning, latent_channels=z, latent_size=(side, side),
+                               first_stage=first_stage)

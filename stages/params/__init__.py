@@ -31,17 +31,19 @@ from stages.params.models import (
     AutoencoderParams,
     CacheLatentsParams,
     EvaluateParams,
+    EvaluateSemanticParams,
     SamplingParams,
     TrainAutoencoderParams,
     TrainLDMParams,
+    TrainSemanticParams,
     TrainSRParams,
 )
 from stages.params.recipes import preset_recipe, resolve
 from stages.params.storage import OrchestrateParams, StorageParams
 
-__all__ = ["ADDRESS_ENV", "AutoencoderParams", "CacheLatentsParams", "ClusterParams", "DataParams", "DegradeParams", "DownloadParams", "EvaluateParams",
+__all__ = ["ADDRESS_ENV", "AutoencoderParams", "CacheLatentsParams", "ClusterParams", "DataParams", "DegradeParams", "DownloadParams", "EvaluateParams", "EvaluateSemanticParams",
            "MasksParams", "OrchestrateParams", "Params", "ParamsError", "SamplingParams", "Section", "StorageParams",
-           "TrainAutoencoderParams", "TrainLDMParams", "TrainSRParams", "dataclass_section", "load_params",
+           "TrainAutoencoderParams", "TrainLDMParams", "TrainSRParams", "TrainSemanticParams", "dataclass_section", "load_params",
            "lineage", "params_hash", "parse_params", "read_raw", "recipe_lineage", "to_config"]
 
 
@@ -58,7 +60,9 @@ class Params(Section):
     cache_latents: CacheLatentsParams = CacheLatentsParams()
     train_ldm: TrainLDMParams = TrainLDMParams()
     train_sr: TrainSRParams = TrainSRParams()
+    train_semantic: TrainSemanticParams = TrainSemanticParams()
     evaluate: EvaluateParams = EvaluateParams()
+    evaluate_semantic: EvaluateSemanticParams = EvaluateSemanticParams()
     storage: StorageParams = StorageParams()
     orchestrate: OrchestrateParams = OrchestrateParams()
     cluster: ClusterParams = ClusterParams()
@@ -74,7 +78,7 @@ class Params(Section):
         fitted to the pipeline's autoencoder (ValueError naming the setting to change when it cannot be)."""
         p: TrainLDMParams = getattr(self, section)
         config = p.model_settings().apply_to(preset_config(p.preset))
-        if p.n_classes and config.conditioning.kind == "class":
+        if p.n_classes and config.conditioning.kind in ("class", "semantic"):
             config = dataclasses.replace(config, conditioning=dataclasses.replace(config.conditioning, n_classes=p.n_classes))
         name = self.autoencoder.preset
         return paired_config(config, name, autoencoder_config(name), self.data.resolution)

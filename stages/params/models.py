@@ -156,6 +156,14 @@ class TrainSRParams(TrainLDMParams):
     preset: str = Field("tiny-sr", description="tiny-sr | bsr-sr-ldm4")
 
 
+class TrainSemanticParams(TrainLDMParams):
+    """Stage `train_semantic`: the one-hot label map through a learned spatial rescaler, concatenated to the latent
+    (Sec. 4.3.2). Takes the loop settings of `train_ldm` it does not set (stages.params.recipes.INHERITS);
+    `n_classes` (0: the preset's) must cover the label maps' ids (label_maps)."""
+
+    preset: str = Field("tiny-semantic", description="tiny-semantic | semantic-ldm4")
+
+
 SamplingParams = dataclass_section(SamplerSettings, "SamplingParams")
 
 
@@ -174,4 +182,15 @@ class EvaluateParams(Loading):
     metrics: Annotated[tuple[MetricName, ...], Strict(False)] = ("fid", "kid", "isc", "prc")
     reference_split: Literal["train", "val"] = Field("train", description="the set generated samples are scored against")
     grid_images: int = Field(32, ge=1, le=256)
+    threads: int = Field(2, ge=1, le=256, description="CPU threads for torch")
+
+
+class EvaluateSemanticParams(Section):
+    """Stage `evaluate_semantic`: samples from val label maps at the training size and `scale` x it (Sec. 4.3.2)."""
+
+    maps: int = Field(4, ge=1, le=256, description="val label maps sampled, spread over the split")
+    scale: int = Field(2, ge=2, le=8, description="the larger samples' side over the training side (Fig. 13, 23, 24)")
+    seed: int = Field(0, ge=0, description="sample i starts from seed + i")
+    batch_size: int = Field(8, ge=1, le=4096)
+    sampling: SamplingParams = SamplingParams()  # type: ignore[valid-type]
     threads: int = Field(2, ge=1, le=256, description="CPU threads for torch")
