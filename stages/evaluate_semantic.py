@@ -88,7 +88,8 @@ def run(params: Params, paths: Paths) -> dict:
     save_titled_columns(columns, paths.grids / PICTURE, [key[:10] for key in keys])
     report = {
         "stage": "evaluate_semantic", "preset": loaded.card.preset, "keys": keys, "seeds": seeds,
-        "label_maps": "stand-in (colour k-means regions, not a segmentation)" if stand_in else "dataset label maps",
+        "label_maps": ("stand-in (k-means regions of colour and position, not a segmentation)" if stand_in
+                       else "dataset label maps"),
         "label_format": loaded.card.label_format.to_dict() if loaded.card.label_format else None,
         "sampling": settings.to_dict(), "sizes": sizes, "seconds": {f"{k}x": v for k, v in seconds.items()},
         "trained_size": [s * f for s in loaded.model.config.latent_size],

@@ -2,8 +2,8 @@
 
 Every image gets a label map [H x W] of class ids at its resolution and a layout
 (boxes). Maps (params `label_maps.source`): `embedded` computes a seeded
-STAND-IN per crop (colour k-means regions, `ldm.data.stand_in_maps`; not a
-segmentation), `folder` reads the PNG label map of the image's stem in a
+STAND-IN per crop (k-means regions of colour and position, `ldm.data.stand_in_maps`;
+not a segmentation), `folder` reads the PNG label map of the image's stem in a
 COCO-Stuff, ADE20K or plain-ids format and cuts it with the image's crop box.
 Boxes (`label_maps.boxes.source`): a STAND-IN box per connected region of the
 map, or a COCO instances JSON / OpenImages box CSV clipped to the crop. A map's

@@ -76,7 +76,7 @@ class LabelMapConfig(Config):
 
     def describe(self) -> dict[str, str]:
         """What the maps and boxes are, in words, for reports and pictures."""
-        maps = ("STAND-IN: colour k-means regions of each crop, not a segmentation" if self.stand_in
+        maps = ("STAND-IN: k-means regions of each crop's colours and positions, not a segmentation" if self.stand_in
                 else f"label maps of {self.folder} ({self.label_format().name}), cropped like their images")
         boxes = {"label_map": "STAND-IN: one box per connected region of the label map",
                  "coco": f"COCO instances {self.boxes_path}, clipped to the crop",
