@@ -30,7 +30,7 @@ class LabelMapConfig(Config):
 
     source: MapSource = "embedded"
     n_regions: int = 8  # embedded: stand-in classes per map
-    position_weight: float = 0.5  # embedded: weight of pixel position beside colour in the clustering
+    position_weight: float = 0.1  # embedded: weight of pixel position beside colour in the clustering
     seed: int = 0  # embedded: per-map seeds are hashed from this and the sample key
     folder: str = "data/source/label_maps"  # folder: label maps at the images' paths with .png
     format: FolderFormat = "coco-stuff"

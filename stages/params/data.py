@@ -150,7 +150,7 @@ class LabelMapsParams(Section):
 
     source: MapSource = Field("embedded", description="embedded: a seeded STAND-IN map per crop | folder")
     n_regions: int = Field(8, ge=2, le=256, description="embedded: stand-in classes per map")
-    position_weight: float = Field(0.5, ge=0.0, le=10.0, description="embedded: pixel position beside colour")
+    position_weight: float = Field(0.1, ge=0.0, le=10.0, description="embedded: pixel position beside colour")
     seed: int = Field(0, ge=0, description="per-map seeds are hashed from this and the sample key")
     folder: LabelMapFolderParams = LabelMapFolderParams()
     boxes: LabelMapBoxesParams = LabelMapBoxesParams()
