@@ -91,6 +91,8 @@ def test_repro_writes_shards_and_report(repo):
     masks = json.loads((repo / "reports" / "masks.json").read_text())
     assert masks["counts"] == report["counts"] and sorted(masks["shards"]) == shards
     assert (repo / "reports" / "masks.png").stat().st_size > 0
+    label_maps = json.loads((repo / "reports" / "label_maps.json").read_text())
+    assert label_maps["counts"] == report["counts"] and sorted(label_maps["shards"]) == shards
     autoencoder = json.loads((repo / "metrics" / "autoencoder.json").read_text())
     assert autoencoder["train"]["batches"] == 40
     stats = json.loads((repo / "data" / "latents" / "stats.json").read_text())
@@ -103,6 +105,8 @@ def test_repro_writes_shards_and_report(repo):
     evaluation = json.loads((repo / "metrics" / "evaluate.json").read_text())
     assert evaluation["ldm"]["samples"] == 8 and "fid" in evaluation["ldm"] and "psnr" in evaluation["sr"]
     assert (repo / "reports" / "evaluate" / "samples.png").stat().st_size > 0
+    semantic = json.loads((repo / "metrics" / "evaluate_semantic.json").read_text())
+    assert semantic["sizes"]["2x"]["size"] == [128, 128] and (repo / "reports" / "evaluate_semantic" / "semantic.png").is_file()
 
 
 def test_status_is_clean_and_a_second_repro_skips(repo):
