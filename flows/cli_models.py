@@ -2,13 +2,16 @@
 
     ldm sample --models models -n 16 --class 3 --sampler ddim --steps 50 --guidance 2.0 --seed 0 -o samples/
     ldm sample --models models -n 4 --class 3 --size 128x128 --guide samples/000003.png -o samples/guided
+    ldm sample --models models -n 4 --map street.png --size 128x192 -o samples/street
     ldm upscale --models models photo.jpg -o photo_x4.png --tile 64
 
 `--models` holds `autoencoder/` beside `ldm/` (sample) or `ldm_sr/` (upscale), as
 `dvc repro` writes them under models/ and `ldm pull` brings them back. `sample
 --size` draws at other sizes than training (convolutional sampling, Sec. C.1,
 Fig. 13, 23, 24); `--guide` pulls samples towards a low-resolution image by L2
-guiding (Appendix B, Fig. 12). `upscale` super-resolves any image with the
+guiding (Appendix B, Fig. 12); `--map` draws from a label map with the semantic
+model `ldm_semantic/` (Sec. 4.3.2), the map read in the model's label-map format
+and resized (nearest) to `--size`, which defaults to the map's. `upscale` super-resolves any image with the
 LDM-BSR model; inputs larger than `--tile` (LR pixels) are cut into overlapping
 tiles, each sampled at its own size, and blended with linear ramps.
 The model code is imported when a command runs, never to print `--help`.
@@ -57,6 +60,8 @@ def _check_condition(kind: str, n_classes: int, args: argparse.Namespace) -> Non
         raise InvalidInput("this model is text-conditional: pass --prompt \"...\"")
     if kind == "concat":
         raise InvalidInput("this is a super-resolution model: use `ldm upscale`")
+    if kind == "semantic":
+        raise InvalidInput("this is a semantic synthesis model: pass --map LABEL_MAP.png")
 
 
 def _size(text: str | None) -> tuple[int, int] | None:
@@ -103,6 +108,8 @@ def sample(args: argparse.Namespace) -> Path:
     from ldm.latent_diffusion.generate import latent_size, sample_images
     from ldm.reports import write_json
 
+    if args.map is not None:
+        return sample_map(args)
     settings, size, guide_settings = _settings(args), _size(args.size), _guide_settings(args)
     guide_image = _read_image(args.guide, "--guide ") if guide_settings is not None else None
     autoencoder, _ = load_autoencoder(args.models / "autoencoder")
@@ -128,6 +135,49 @@ def sample(args: argparse.Namespace) -> Path:
                                        "class": args.class_id, "prompt": args.prompt, "seeds": [seeds[0], seeds[-1]],
                                        **record, **settings.to_dict(), "image_guide": guide_record})
     log.info("wrote %d samples of %dx%d and grid.png to %s", args.n, *record["size"], out)
+    return out
+
+
+def sample_map(args: argparse.Namespace) -> Path:
+    """N images from one label map with the semantic model (`ldm_semantic/`), PNGs, a grid and settings.json."""
+    import torch
+    from PIL import Image
+
+    from ldm.autoencoder.checkpoint import load_autoencoder
+    from ldm.data.grids import save_grid
+    from ldm.data.label_maps import read_label_map, resize_nearest
+    from ldm.latent_diffusion.checkpoint import load_ldm
+    from ldm.latent_diffusion.semantic import check_label_maps, check_semantic_model, sample_from_label_maps
+    from ldm.model_dir import LDM_SEMANTIC
+    from ldm.reports import write_json
+
+    if args.class_id is not None or args.prompt is not None or args.guide is not None:
+        raise InvalidInput("--map draws from a label map alone; leave out --class, --prompt and --guide")
+    settings, folder = _settings(args), args.models / LDM_SEMANTIC
+    autoencoder, _ = load_autoencoder(args.models / "autoencoder")
+    loaded = load_ldm(folder)
+    check_semantic_model(loaded, str(folder))
+    fmt = loaded.card.label_format
+    if fmt is None:
+        raise InvalidInput(f"{folder}: its config.json names no label_format; re-train it with train_semantic")
+    label_map = read_label_map(args.map, fmt)  # [H x W] ids
+    size = _size(args.size) or label_map.shape
+    label_map = resize_nearest(label_map, size) if tuple(size) != label_map.shape else label_map
+    maps = torch.from_numpy(label_map)[None].repeat(args.n, 1, 1)  # (N, H, W)
+    f = autoencoder.downsample_factor
+    record = _size_record(loaded, autoencoder.config.kind, f, check_label_maps(loaded, maps, f, f"--map {args.map}"))
+    seeds = [args.seed + i for i in range(args.n)]
+    batch = sample_from_label_maps(loaded, autoencoder.decode, maps, seeds, settings, f=f, batch_size=args.batch_size,
+                                   source=f"--map {args.map}")  # (N, 3, H, W) uint8
+    out = args.output
+    out.mkdir(parents=True, exist_ok=True)
+    for seed, image in zip(seeds, batch):
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(out / f"{seed:06d}.png")
+    save_grid(batch, out / "grid.png", nrow=min(8, len(batch)))
+    write_json(out / "settings.json", {"model": str(folder), "preset": loaded.card.preset, "n": args.n,
+                                       "map": str(args.map), "label_format": fmt.to_dict(), "seeds": [seeds[0], seeds[-1]],
+                                       **record, **settings.to_dict()})
+    log.info("wrote %d samples of %dx%d from %s to %s", args.n, *record["size"], args.map, out)
     return out
 
 
@@ -218,6 +268,9 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
     s.add_argument("--size", default=None, metavar="HxW",
                    help="image size in pixels, e.g. 128x96: multiples of the autoencoder's f times the UNet's"
                         " downsampling (default: the training size); convolutional sampling, Sec. C.1")
+    s.add_argument("--map", type=Path, default=None, metavar="LABEL_MAP",
+                   help="a label map PNG (the semantic model's format, as its config.json's label_format says):"
+                        " samples from models' ldm_semantic/, of the map's size or --size (the map resized nearest)")
     s.add_argument("--guide", type=Path, default=None, metavar="IMAGE",
                    help="L2-guide towards this image (Appendix B, Fig. 12), resized bicubic to the sample size /"
                         f" {GUIDE_DEFAULTS.downsample}; the samples' bicubic {GUIDE_DEFAULTS.downsample}x"

@@ -13,6 +13,7 @@ from ldm.errors import InputNotFound
 
 AUTOENCODER, LDM, LDM_SR = "autoencoder", "ldm", "ldm_sr"
 LDM_INPAINT = "ldm_inpaint"
+LDM_SEMANTIC = "ldm_semantic"  # semantic synthesis (label maps)
 WEIGHTS = "model.safetensors"
 
 

@@ -80,6 +80,8 @@ class Paths:
     report: Path = arg("output JSON: the scale factor and the statistics behind it")
     masks: Location | None = arg("folder or s3:// prefix of the masks stage's mask shards (read when cache_latents.masks"
                                  " is true)", optional=True)
+    label_maps: Location | None = arg("folder or s3:// prefix of the label_maps stage's shards "
+                                      "(read when cache_latents.label_maps is true)", optional=True)
 
 
 class ShardJobs(Dataset):
@@ -95,7 +97,7 @@ class ShardJobs(Dataset):
         job = self.jobs[index]
         raws, x = read_shard_images(job.source, self.s3)
         masks = read_shard_masks(job.masks, [raw[KEY] for raw in raws], self.s3) if job.masks else None
-        return {"name": job.name, "raws": raws, "x": x, "m": masks}
+        return {"name": job.name, "raws": raws, "x": x, "m": masks, "label_maps": job.label_maps}
 
 
 class CacheModule(pl.LightningModule):
@@ -118,7 +120,7 @@ class CacheModule(pl.LightningModule):
         z = encode_shard(self.autoencoder, x, keys, self.settings)  # (N, D, h, w)
         masked = None if shard["m"] is None else encode_masked(self.autoencoder, x, shard["m"].to(self.device), keys,
                                                                self.settings)
-        return {"name": shard["name"], "raws": shard["raws"], "z": z, "masked": masked}
+        return {"name": shard["name"], "raws": shard["raws"], "z": z, "masked": masked, "label_maps": shard["label_maps"]}
 
 
 class ShardWriter(BasePredictionWriter):
@@ -130,7 +132,7 @@ class ShardWriter(BasePredictionWriter):
 
     def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any, *_: Any) -> None:
         write_latent_shard(self.staging / prediction["name"], prediction["raws"], prediction["z"], self.settings,
-                           prediction["masked"])
+                           prediction["masked"], prediction["label_maps"], remote.current())
 
 
 def _jobs(paths: Paths, params: Params) -> list[ShardJob]:
@@ -140,6 +142,8 @@ def _jobs(paths: Paths, params: Params) -> list[ShardJob]:
         raise InputNotFound(f"{paths.images}: no image shards; run the download stage first (dvc repro download)")
     if params.cache_latents.masks:
         jobs = _with_masks(jobs, paths.masks)
+    if params.cache_latents.label_maps:
+        jobs = _with_label_maps(jobs, paths.label_maps)
     if params.cache_latents.pairs:
         require_complete(paths.pairs, "degrade")
         pairs = remote.glob(paths.pairs, "*.tar")
@@ -162,6 +166,18 @@ def _with_masks(jobs: list[ShardJob], masks: Location | None) -> list[ShardJob]:
         raise InvalidInput(f"{masks}: the mask shards do not mirror the image shards (first differing: {missing[0]}); "
                            "run `dvc repro masks` on these images, or set cache_latents.masks: false")
     return [dataclasses.replace(job, masks=found[job.name]) for job in jobs]
+def _with_label_maps(jobs: list[ShardJob], folder: Location | None) -> list[ShardJob]:
+    """Each image shard's job with the label-map shard of its name (cache_latents.label_maps)."""
+    if folder is None:
+        raise InputNotFound("cache_latents.label_maps is true but no --label-maps folder was given; pass the "
+                            "label_maps stage's output (dvc.yaml) or set cache_latents.label_maps: false")
+    require_complete(folder, "label_maps")
+    found = {name_of(url): url for url in remote.glob(folder, "*.tar")}
+    missing = [job.name for job in jobs if job.name not in found]
+    if missing:
+        raise InputNotFound(f"{folder}: no label-map shard {missing[0]} for the image shard of that name; run "
+                            "`dvc repro label_maps` or set cache_latents.label_maps: false")
+    return [dataclasses.replace(job, label_maps=absolute(found[job.name])) for job in jobs]
 
 
 def on_task_pool(params: Params) -> bool:
@@ -189,7 +205,8 @@ def _encode_on_task_pool(params: Params, paths: Paths, jobs: list[ShardJob], sta
                          settings: EncodeSettings) -> TaskRecord:
     """Every shard as one task of the local pool or the Dask cluster; each worker loads the model once."""
     p, cluster, tasks = params.cache_latents, params.cluster, TaskLog()
-    work = [EncodeTask(ShardJob(absolute(job.source), job.name, absolute(job.masks) if job.masks else ""), str(staging.resolve()), str(paths.model.resolve()),
+    work = [EncodeTask(dataclasses.replace(job, source=absolute(job.source), masks=absolute(job.masks) if job.masks else ""),
+                       str(staging.resolve()), str(paths.model.resolve()),
                        settings, p.threads, remote.current()) for job in jobs]  # absolute paths: a worker's cwd is its own
     with task_pool(p.workers, cluster.address, cluster.timeout_s) as pool:
         for _ in map_tasks(pool, encode_shard_task, work, [job.name for job in jobs], retries=cluster.retries,

@@ -66,11 +66,13 @@ def build_parser(paths_type: type, doc: str, prog: str) -> argparse.ArgumentPars
     hints = typing.get_type_hints(paths_type)
     for field in dataclasses.fields(paths_type):
         flag, help = f"--{field.name.replace('_', '-')}", field.metadata.get("help", "")
-        required = field.default is dataclasses.MISSING
-        options = typing.get_args(hints[field.name]) if typing.get_origin(hints[field.name]) is typing.Literal else None
+        required, hint = field.default is dataclasses.MISSING, hints[field.name]
+        if not required:  # `X | None` of an `arg(optional=True)`: X
+            hint = typing.Union[tuple(arg for arg in typing.get_args(hint) if arg is not type(None))]
+        options = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else None
         if options:
             parser.add_argument(flag, dest=field.name, required=required, choices=options, help=help)
-        elif hints[field.name] in (Location, Location | None):
+        elif hint == Location:
             parser.add_argument(flag, dest=field.name, required=required, type=_location, metavar="PATH|URL", help=help)
         else:
             parser.add_argument(flag, dest=field.name, required=required, type=Path, metavar="PATH", help=help)

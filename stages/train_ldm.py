@@ -1,4 +1,5 @@
-"""Stages `train_ldm`, `train_sr` and `train_inpaint`: cached latents -> a latent diffusion model (Eq. 2, Sec. 3.3, D.1).
+"""Stages `train_ldm`, `train_sr`, `train_inpaint` and `train_semantic`: cached latents -> a latent diffusion model
+(Eq. 2, Sec. 3.3, D.1).
 
 Trains the section's preset with Lightning on the cached latents multiplied by
 the scale factor measured in the cache's `stats.json` (never a constant); the
@@ -7,6 +8,8 @@ pair latents (`pairs/` of the cache), the LR image concatenated to the input;
 `--section train_inpaint` on the image latents with their inpainting extras (the
 masked image's latent and the latent mask, cached with `cache_latents.masks`),
 both concatenated to the input (Sec. 4.5).
+`--section train_semantic` on the image latents with their label maps (cache_latents.label_maps),
+the label map through the model's spatial rescaler (Sec. 4.3.2).
 Writes the model folder (the EMA weights, `config.json` with the model config and
 where it came from, the tokenizer of a text model), a metrics JSON and a loss CSV.
 """
@@ -30,6 +33,7 @@ from torch.utils.data import DataLoader
 from ldm.autoencoder.checkpoint import autoencoder_sha256, read_card
 from ldm.conditioning.tokenizer import build_tokenizer
 from ldm.data import remote
+from ldm.data.label_maps import LABEL_FORMAT, LabelMapFormat
 from ldm.data.latents import latent_loader
 from ldm.data.loader import ShardData, rank_shards, shard_urls
 from ldm.data.location import Location, join
@@ -41,7 +45,7 @@ from ldm.latent_diffusion.config import LDMConfig
 from ldm.latent_diffusion.lightning_module import LDMTrainingModule
 from ldm.latent_diffusion.model import LatentDiffusionModel
 from ldm.latents.stats import PAIRS, LatentStats, read_stats
-from ldm.model_dir import LDM, LDM_INPAINT, LDM_SR
+from ldm.model_dir import LDM, LDM_INPAINT, LDM_SEMANTIC, LDM_SR
 from ldm.reports import write_json
 from ldm.storage.settings import S3Settings
 from ldm.trainer import make_trainer, resume_path, write_curves
@@ -62,8 +66,9 @@ class Paths:
     checkpoints: Path = arg("resumable Lightning checkpoints (kept across runs)")
     metrics: Path = arg("output JSON: losses and lineage")
     curves: Path = arg("output CSV: training loss per step")
-    section: Literal["train_ldm", "train_sr", "train_inpaint"] = arg(
-        "params section: train_ldm (image latents), train_sr (SR pairs) or train_inpaint (latents with masks)")
+    section: Literal["train_ldm", "train_sr", "train_inpaint", "train_semantic"] = arg(
+        "params section: train_ldm (image latents), train_sr (SR pairs), train_inpaint (latents with masks) or "
+        "train_semantic (latents + label maps)")
 
 
 def _config(params: Params, section: str, stats: LatentStats, first: LatentSample, ae_hash: str) -> LDMConfig:
@@ -87,11 +92,13 @@ def _config(params: Params, section: str, stats: LatentStats, first: LatentSampl
 
 
 def _check_labels(config: LDMConfig, shards: list[str], section: str) -> list[str]:
-    """Class ids within range and captions present, as the conditioning needs; the captions come back."""
+    """Class ids within range, captions or label maps present, as the conditioning needs; the captions come back."""
     kind, captions, top = config.conditioning.kind, [], -1
     for sample in map(LatentSample.decode, read_shards(shards)):
         top = max(top, sample.label)
         captions.append(sample.caption)
+        if kind == "semantic":
+            _check_label_map(sample, config, section)
     if kind == "class" and top >= config.conditioning.n_classes:
         raise InvalidInput(f"the cache has class ids up to {top}, {section}.preset {config.conditioning.n_classes} "
                            f"classes; set {section}.n_classes: {top + 1}")
@@ -100,11 +107,29 @@ def _check_labels(config: LDMConfig, shards: list[str], section: str) -> list[st
     return captions
 
 
+def _check_label_map(sample: LatentSample, config: LDMConfig, section: str) -> None:
+    """A semantic model's sample has a label map whose ids its classes cover."""
+    if sample.label_map is None:
+        raise InvalidInput(f"{section} trains on label maps but latent {sample.key} has none; set "
+                           "cache_latents.label_maps: true and re-run `dvc repro cache_latents`")
+    n_classes, top = config.conditioning.n_classes, int(sample.label_map.max())
+    if top >= n_classes:
+        raise InvalidInput(f"latent {sample.key}: label map ids up to {top}, {section} has {n_classes} classes; "
+                           f"set {section}.n_classes: {top + 1}")
+
+
+def _label_format(first: LatentSample, config: LDMConfig) -> LabelMapFormat | None:
+    """A semantic model's label-map format, as the label_maps stage recorded it with the cached maps."""
+    if config.conditioning.kind != "semantic":
+        return None
+    return LabelMapFormat.from_dict(first.meta[LABEL_FORMAT])
+
+
 def _model(p: TrainLDMParams, section: str, config: LDMConfig, tokenizer: Any) -> tuple[LatentDiffusionModel, str, Any]:
     """Fresh weights, or those of `init_from` (and a text model's own vocabulary): (model, init hash, tokenizer)."""
     if not p.init_from:
         return LatentDiffusionModel(config), "", tokenizer
-    name = {"train_sr": LDM_SR, "train_inpaint": LDM_INPAINT}.get(section, LDM)  # the MODEL_DIR folder this stage writes
+    name = {"train_sr": LDM_SR, "train_inpaint": LDM_INPAINT, "train_semantic": LDM_SEMANTIC}.get(section, LDM)  # the MODEL_DIR folder this stage writes
     model, init_hash, init_tokenizer = init_ldm(Path(p.init_from), name, config, f"{section}.init_from")
     return model, init_hash, init_tokenizer or tokenizer  # a text model keeps the vocabulary its weights were trained with
 
@@ -193,7 +218,8 @@ def run(params: Params, paths: Paths) -> dict | None:
     prompts = tuple(c for c, _ in Counter(c for c in captions if c.strip()).most_common(64)) if tokenizer else ()
     save_ldm(paths.model, model, LDMCard(
         model=config, preset=p.preset, weights="ema" if module.ema is not None else "raw", autoencoder_sha256=ae_hash,
-        autoencoder_preset=stats.autoencoder_preset, sr_scale=sr_scale, captions=prompts, lineage=line), tokenizer)
+        autoencoder_preset=stats.autoencoder_preset, sr_scale=sr_scale, captions=prompts, lineage=line,
+        label_format=_label_format(first, config)), tokenizer)
     metrics = {"preset": p.preset, "parameters": model.num_parameters(),
                "train": {"batches": int(module.global_step), "seconds": round(seconds, 1), "resumed_from": str(ckpt) if ckpt else None},
                "distributed": distributed, "loss": _loss_drop(paths.curves), "val": val_logs, "lineage": line}

@@ -117,7 +117,8 @@ def ldm_inputs(tmp_path_factory) -> Path:
     masks.run(parse_params({"masks": {"grid_images": 2}}),
               masks.Paths(out / "images", out / "masks", out / "masks.json", out / "masks.png"))
     _save_autoencoder(out / "models" / "autoencoder", "kl-f4-tiny")
-    cache_latents.run(parse_params({"data": data, "cache_latents": {"accelerator": "cpu", "devices": 1, "threads": 1}}),
+    cache_latents.run(parse_params({"data": data, "cache_latents": {"accelerator": "cpu", "devices": 1, "threads": 1,
+                                                                      "label_maps": False}}),
                       cache_latents.Paths(out / "images", out / "pairs", out / "models" / "autoencoder", out / "latents",
                                           out / "cache.json", out / "masks"))
     return out

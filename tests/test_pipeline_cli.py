@@ -49,7 +49,8 @@ _LOOP = {"steps": 20, "val_every": 20, "checkpoint_every": 20}
 SHORT = {"train_autoencoder.steps": 40, "train_autoencoder.val_every": 40, "train_autoencoder.checkpoint_every": 40,
          "train_autoencoder.recipe.decay_steps": 40, "evaluate.samples": 8, "evaluate.sampling.steps": 5,
          "evaluate.sr_samples": 4, "evaluate.sr_sampling.steps": 5, "evaluate.feature_extractor": "random-conv",
-         "train_sr.batch_size": 16, **{f"{section}.{k}": v for section in ("train_ldm", "train_sr") for k, v in _LOOP.items()}}
+         "train_sr.batch_size": 16, "evaluate_semantic.sampling.steps": 5,
+         **{f"{section}.{k}": v for section in ("train_ldm", "train_sr", "train_semantic") for k, v in _LOOP.items()}}
 
 
 def set_param(params: dict, dotted: str, value) -> None:
@@ -90,6 +91,8 @@ def test_repro_writes_shards_and_report(repo):
     masks = json.loads((repo / "reports" / "masks.json").read_text())
     assert masks["counts"] == report["counts"] and sorted(masks["shards"]) == shards
     assert (repo / "reports" / "masks.png").stat().st_size > 0
+    label_maps = json.loads((repo / "reports" / "label_maps.json").read_text())
+    assert label_maps["counts"] == report["counts"] and sorted(label_maps["shards"]) == shards
     autoencoder = json.loads((repo / "metrics" / "autoencoder.json").read_text())
     assert autoencoder["train"]["batches"] == 40
     stats = json.loads((repo / "data" / "latents" / "stats.json").read_text())
@@ -102,6 +105,8 @@ def test_repro_writes_shards_and_report(repo):
     evaluation = json.loads((repo / "metrics" / "evaluate.json").read_text())
     assert evaluation["ldm"]["samples"] == 8 and "fid" in evaluation["ldm"] and "psnr" in evaluation["sr"]
     assert (repo / "reports" / "evaluate" / "samples.png").stat().st_size > 0
+    semantic = json.loads((repo / "metrics" / "evaluate_semantic.json").read_text())
+    assert semantic["sizes"]["2x"]["size"] == [128, 128] and (repo / "reports" / "evaluate_semantic" / "semantic.png").is_file()
 
 
 def test_status_is_clean_and_a_second_repro_skips(repo):
@@ -121,15 +126,17 @@ def test_an_ldm_param_does_not_rerun_the_cache(repo):
     params = _edit(repo, "train_ldm.recipe.lr", 2.0e-3)
     try:
         stale = json.loads(_sh("dvc", "status", "--json", cwd=repo).stdout)
-        assert set(stale) == {"train_ldm", "train_sr"}  # train_sr inherits what it does not set
+        assert set(stale) == {"train_ldm", "train_sr", "train_semantic"}  # they inherit what they do not set
     finally:
         (repo / "params.yaml").write_text(params)
 
 
 @pytest.mark.parametrize("module,stale", [
-    ("ldm/data/schema.py", {"download", "degrade", "masks", "train_autoencoder", "cache_latents", "train_ldm", "train_sr", "evaluate"}),
-    ("stages/params/base.py", {"download", "degrade", "masks", "train_autoencoder", "cache_latents", "train_ldm", "train_sr", "evaluate"}),
-    ("ldm/latent_diffusion/unet.py", {"train_ldm", "train_sr", "evaluate"}),
+    ("ldm/data/schema.py", {"download", "degrade", "masks", "label_maps", "train_autoencoder", "cache_latents", "train_ldm",
+                            "train_sr", "train_semantic", "evaluate", "evaluate_semantic"}),
+    ("stages/params/base.py", {"download", "degrade", "masks", "label_maps", "train_autoencoder", "cache_latents",
+                               "train_ldm", "train_sr", "train_semantic", "evaluate", "evaluate_semantic"}),
+    ("ldm/latent_diffusion/unet.py", {"train_ldm", "train_sr", "train_semantic", "evaluate", "evaluate_semantic"}),
 ])
 def test_an_edit_to_code_a_stage_runs_makes_it_stale(repo, module, stale):
     path = repo / module

@@ -3,8 +3,9 @@
 from ldm.lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "config": ("BERT_VOCAB_SIZE", "ConditioningConfig", "ConditioningKind", "TokenizerKind"),
-    "encoders": ("ClassEmbedder", "ConcatConditioner", "TextBlock", "TextTransformer", "build_conditioner"),
+    "config": ("BERT_VOCAB_SIZE", "ConditioningConfig", "ConditioningKind", "LABEL_MAP_KEY", "TokenizerKind"),
+    "encoders": ("ClassEmbedder", "ConcatConditioner", "SemanticConditioner", "TextBlock", "TextTransformer",
+                 "build_conditioner"),
     "layout": ("LayoutTokenizer", "LayoutTokenizerConfig", "largest_grid"),
     "guidance": ("drop_class_labels", "drop_prompts", "guided_denoiser", "uncond_mask"),
     "spatial": ("RescaleMethod", "SpatialRescaler", "one_hot"),

@@ -7,7 +7,9 @@ from typing import Literal
 
 from ldm.config import Config, check_literals
 
-ConditioningKind = Literal["none", "class", "text", "concat"]
+ConditioningKind = Literal["none", "class", "text", "concat", "semantic"]
+RescaleMethod = Literal["nearest", "bilinear", "bicubic", "area"]  # the 2-D modes of F.interpolate
+LABEL_MAP_KEY = "label_map"  # the batch key of a semantic model's label maps [N x H x W] long
 # text: bert-base-uncased's WordPiece vocabulary (the paper), or one learned from the captions
 TokenizerKind = Literal["bert", "learned"]
 BERT_VOCAB_SIZE = 30522  # bert-base-uncased
@@ -15,7 +17,7 @@ BERT_VOCAB_SIZE = 30522  # bert-base-uncased
 
 @dataclass(frozen=True)
 class ConditioningConfig(Config):
-    """Conditioning of an LDM: none, a class token, a text transformer, or spatial concat."""
+    """Conditioning of an LDM: none, a class token, a text transformer, spatial concat, or a semantic label map."""
 
     section = "conditioning"
 
@@ -36,13 +38,21 @@ class ConditioningConfig(Config):
     # concat: batch keys joined to z_t on the channel axis, and their channel counts
     concat_keys: tuple[str, ...] = ("lr",)
     concat_channels: tuple[int, ...] = (3,)
+    # semantic: the one-hot label map (n_classes) through the spatial rescaler, concatenated to z_t (Sec. 4.3.2):
+    # rescaler_stages resizes by 1/2 (log2 f: the image size to the latent's), then a bias-free 1x1 conv
+    rescaler_stages: int = 2
+    rescaler_method: RescaleMethod = "bilinear"
+    rescaler_channels: int = 3
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "concat_keys", tuple(self.concat_keys))
         object.__setattr__(self, "concat_channels", tuple(self.concat_channels))
         check_literals(self, "conditioning")
-        if self.kind == "class" and self.n_classes < 1:
-            raise ValueError(f"conditioning.n_classes must be >= 1 for kind 'class', got {self.n_classes}")
+        if self.kind in ("class", "semantic") and self.n_classes < 1:
+            raise ValueError(f"conditioning.n_classes must be >= 1 for kind {self.kind!r}, got {self.n_classes}")
+        if self.rescaler_stages < 0 or self.rescaler_channels < 1:
+            raise ValueError(f"conditioning: rescaler_stages must be >= 0 and rescaler_channels >= 1, "
+                             f"got {self.rescaler_stages} and {self.rescaler_channels}")
         for name in ("embed_dim", "vocab_size", "max_seq_len", "dim", "depth", "heads", "dim_head", "mlp_mult"):
             if getattr(self, name) < 1:
                 raise ValueError(f"conditioning.{name} must be a positive integer, got {getattr(self, name)}")
@@ -67,5 +77,5 @@ class ConditioningConfig(Config):
 
     @property
     def extra_in_channels(self) -> int:
-        """Channels joined to the latent at the UNet input (concat only)."""
-        return sum(self.concat_channels) if self.kind == "concat" else 0
+        """Channels joined to the latent at the UNet input (concat and semantic)."""
+        return {"concat": sum(self.concat_channels), "semantic": self.rescaler_channels}.get(self.kind, 0)

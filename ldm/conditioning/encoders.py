@@ -1,4 +1,4 @@
-"""Domain encoders tau_theta (Sec. 3.3, D.2.1): class embedding, text transformer, spatial concat."""
+"""Domain encoders tau_theta (Sec. 3.3, D.2.1): class embedding, text transformer, spatial concat, label maps."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ldm.conditioning.config import ConditioningConfig
+from ldm.conditioning.spatial import SpatialRescaler, one_hot
 
 
 class ClassEmbedder(nn.Module):
@@ -110,8 +111,30 @@ class ConcatConditioner(nn.Module):
         return torch.cat(parts, dim=1)  # (N, sum C_k, h, w)
 
 
+class SemanticConditioner(SpatialRescaler):
+    """Label maps for concat (Sec. 4.3.2): one-hot, halved to the latent size, 1x1 conv to a few channels; trained
+    with the UNet. A SpatialRescaler, so the reference's `cond_stage_model.channel_mapper.weight` loads as it is."""
+
+    def __init__(self, n_classes: int, n_stages: int, method: str, out_channels: int):
+        super().__init__(n_stages=n_stages, method=method, multiplier=0.5, in_channels=n_classes,  # type: ignore[arg-type]
+                         out_channels=out_channels, bias=False)
+        self.n_classes = n_classes
+
+    def forward(self, label_map: Tensor, size: tuple[int, int]) -> Tensor:  # type: ignore[override]
+        """label_map [N x H x W] long (IGNORE_INDEX unlabelled) -> [N x out_channels x h x w], (h, w) = size."""
+        if label_map.dim() != 3:
+            raise ValueError(f"semantic conditioning takes label maps [N x H x W], got {tuple(label_map.shape)}")
+        x = super().forward(one_hot(label_map.long(), self.n_classes))  # (N, out_channels, H / 2^n, W / 2^n)
+        if tuple(x.shape[-2:]) != tuple(size):
+            f = 2**self.n_stages
+            raise ValueError(f"a label map of {label_map.shape[-2]}x{label_map.shape[-1]} rescales to "
+                             f"{x.shape[-2]}x{x.shape[-1]}, but the latent is {size[0]}x{size[1]}; "
+                             f"a map is {f} times the latent's size")
+        return x
+
+
 def build_conditioner(config: ConditioningConfig) -> nn.Module | None:
-    """The encoder for config.kind: None, ClassEmbedder, TextTransformer or ConcatConditioner."""
+    """The encoder for config.kind: None, ClassEmbedder, TextTransformer, ConcatConditioner or SemanticConditioner."""
     if config.kind == "none":
         return None
     if config.kind == "class":
@@ -121,4 +144,7 @@ def build_conditioner(config: ConditioningConfig) -> nn.Module | None:
                                config.heads, config.dim_head, config.mlp_mult)
     if config.kind == "concat":
         return ConcatConditioner(config.concat_keys, config.concat_channels)
+    if config.kind == "semantic":
+        return SemanticConditioner(config.n_classes, config.rescaler_stages, config.rescaler_method,
+                                   config.rescaler_channels)
     raise ValueError(f"conditioning.kind {config.kind!r} is not handled")

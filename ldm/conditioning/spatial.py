@@ -8,16 +8,15 @@ concatenated to the latent, so the UNet takes 3 + 3 channels.
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import get_args
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from ldm.conditioning.config import RescaleMethod
 from ldm.data.label_maps import IGNORE_INDEX
-
-RescaleMethod = Literal["nearest", "bilinear", "bicubic", "area"]  # the 2-D modes of F.interpolate
 
 
 def one_hot(label_map: Tensor, n_classes: int, ignore_index: int = IGNORE_INDEX, dtype: torch.dtype = torch.float32) -> Tensor:

@@ -3,13 +3,16 @@
 Latent shards hold `LatentSample`s (ldm.data.schema). Batches are dicts that
 `ldm.latent_diffusion.LDMTrainingModule` reads: "z" [N x C x h x w] already
 multiplied by the scale factor, "label" [N] long, "caption" list[str] and, for
-super-resolution pairs, "lr" [N x 3 x H x W] in [-1, 1] (the concat key); for inpainting, "masked_image"
-[N x C x h x w] (the masked image's latent, multiplied by the scale factor like "z") and "mask" [N x 1 x h x w]
-in {0, 1} (1 = hole).
+super-resolution pairs, "lr" [N x 3 x H x W] in [-1, 1] (the concat key); for
+inpainting, "masked_image" [N x C x h x w] (the masked image's latent, multiplied
+by the scale factor like "z") and "mask" [N x 1 x h x w] in {0, 1} (1 = hole);
+with label maps (stage label_maps), "label_map" [N x H x W] long ids
+(IGNORE_INDEX unlabelled) and "layout" list[str] (each the Layout's JSON).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -20,6 +23,7 @@ import webdataset as wds
 from einops import rearrange
 from torch.utils.data import DataLoader, default_collate
 
+from ldm.conditioning.config import LABEL_MAP_KEY
 from ldm.data.loader import batch_loader, raw_samples, to_tensor
 from ldm.data.loader_config import LoaderSettings
 from ldm.data.schema import LatentSample, RawSample
@@ -27,7 +31,7 @@ from ldm.masks.config import MASK, MASKED_IMAGE
 
 
 def latent_sample(raw: RawSample, scale_factor: float) -> dict[str, Any]:
-    """One raw shard sample -> {"z", "label", "caption"[, "lr"][, "masked_image", "mask"]} (the module docstring)."""
+    """One raw shard sample -> {"z", "label", "caption"[, "lr"][, "masked_image", "mask"][, "label_map", "layout"]} (the module docstring)."""
     sample = LatentSample.decode(raw)
     out: dict[str, Any] = {
         "z": torch.from_numpy(np.asarray(sample.latent, dtype=np.float32)) * scale_factor,  # (C, h, w)
@@ -39,6 +43,10 @@ def latent_sample(raw: RawSample, scale_factor: float) -> dict[str, Any]:
     if sample.masked is not None and sample.mask is not None:  # inpainting's concat condition, scaled like "z"
         out[MASKED_IMAGE] = torch.from_numpy(np.asarray(sample.masked, dtype=np.float32)) * scale_factor  # (C, h, w)
         out[MASK] = rearrange(torch.from_numpy(sample.mask).float(), "h w -> 1 h w")  # (1, h, w) in {0, 1}
+    if sample.label_map is not None:
+        out[LABEL_MAP_KEY] = torch.from_numpy(sample.label_map.astype(np.int64))  # (H, W)
+    if sample.layout is not None:
+        out["layout"] = json.dumps(sample.layout.to_dict())
     return out
 
 

@@ -11,12 +11,15 @@ field name is written; stages and loaders use the typed samples below.
 | `latent.npy` | latent                   | the autoencoder's latent [C x h x w], unscaled, `.npy`  |
 | `mask.png`   | mask, latent (inpainting) | the inpainting mask [H x W], 1 = hole, as a 1-bit PNG (a latent's: [h x w]) |
 | `masked.npy` | latent (inpainting)      | the latent [C x h x w] of the masked image x (1 - m), unscaled, `.npy` |
+| `seg.png`    | label map, latent        | the label map [H x W], 16-bit PNG of id + 1 (0: unlabelled) |
+| `layout.json`| label map, latent        | the boxes of the image, `ldm.data.layouts.Layout` JSON  |
 | `cls`        | all but mask             | class id, ASCII decimal                                 |
 | `txt`        | all but mask             | caption, UTF-8                                          |
 | `json`       | all                      | metadata, canonical JSON (sorted keys, no spaces)       |
 
 A mask sample has the key of the image it belongs to and lies in the mask shard
 of the same name as the image's shard, in the same order: the two zip by key.
+A label map sample lies beside its image the same way.
 
 Keys carry no dot (webdataset splits the member name at the first one).
 """
@@ -33,6 +36,8 @@ import numpy as np
 from PIL import Image
 
 from ldm.data.images import encode_png
+from ldm.data.label_maps import decode_stored_label_map, encode_label_map
+from ldm.data.layouts import Layout
 
 KEY = "__key__"  # webdataset's name for the sample key
 
@@ -46,6 +51,8 @@ class Field(StrEnum):
     LATENT = "latent.npy"
     MASK = "mask.png"
     MASKED = "masked.npy"
+    SEG = "seg.png"
+    LAYOUT = "layout.json"
     LABEL = "cls"
     CAPTION = "txt"
     META = "json"
@@ -191,6 +198,8 @@ class LatentSample:
     lr: np.ndarray | None = None
     masked: np.ndarray | None = None
     mask: np.ndarray | None = None
+    label_map: np.ndarray | None = None  # [H x W] ids at image resolution (stage label_maps), IGNORE_INDEX unlabelled
+    layout: Layout | None = None  # the image's boxes (stage label_maps)
 
     def __post_init__(self) -> None:
         if (self.masked is None) != (self.mask is None):
@@ -204,6 +213,7 @@ class LatentSample:
         if self.masked is not None and self.mask is not None:
             raw[Field.MASKED.value] = encode_npy(self.masked)
             raw[Field.MASK.value] = encode_mask(self.mask)
+        raw.update(_encode_label_map_fields(self.label_map, self.layout))
         return raw
 
     @classmethod
@@ -213,7 +223,8 @@ class LatentSample:
         lr = decode_png(raw[Field.LR]) if Field.LR in raw else None
         masked = decode_npy(raw[Field.MASKED]) if Field.MASKED in raw else None
         mask = decode_mask(raw[Field.MASK]) if Field.MASK in raw else None
-        return cls(latent=decode_npy(raw[Field.LATENT]), lr=lr, masked=masked, mask=mask, **_common(raw))
+        return cls(latent=decode_npy(raw[Field.LATENT]), lr=lr, masked=masked, mask=mask, **_common(raw),
+                   **_decode_label_map_fields(raw))
 
     @classmethod
     def of_source(cls, raw: RawSample, latent: np.ndarray, *, masked: np.ndarray | None = None,
@@ -256,6 +267,47 @@ class MaskSample:
         meta = json.loads(raw[Field.META])
         kind, coverage = meta.pop("kind"), meta.pop("coverage")
         return cls(key=raw[KEY], mask=decode_mask(raw[Field.MASK]), kind=kind, coverage=coverage, meta=meta)
+
+
+def _encode_label_map_fields(label_map: np.ndarray | None, layout: Layout | None) -> RawSample:
+    """`seg.png` and `layout.json` of the ones given."""
+    raw: RawSample = {}
+    if label_map is not None:
+        raw[Field.SEG.value] = encode_label_map(label_map)
+    if layout is not None:
+        raw[Field.LAYOUT.value] = encode_json(layout.to_dict())
+    return raw
+
+
+def _decode_label_map_fields(raw: RawSample) -> dict[str, Any]:
+    """{"label_map", "layout"} of a tar sample, None where absent."""
+    label_map = decode_stored_label_map(raw[Field.SEG]) if Field.SEG in raw else None
+    layout = Layout.from_dict(json.loads(raw[Field.LAYOUT])) if Field.LAYOUT in raw else None
+    return {"label_map": label_map, "layout": layout}
+
+
+@dataclass(frozen=True)
+class LabelMapSample:
+    """A label map and layout (stage label_maps): label_map [H x W] int64 ids of the image with this key, at its
+    resolution (IGNORE_INDEX unlabelled), its boxes, and `meta` (where the map and boxes came from)."""
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (Field.SEG, Field.LAYOUT, Field.META)
+
+    key: str
+    label_map: np.ndarray
+    layout: Layout
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> RawSample:
+        """Tar member bytes by field."""
+        return {KEY: self.key, **_encode_label_map_fields(self.label_map, self.layout),
+                Field.META.value: encode_json(self.meta)}
+
+    @classmethod
+    def decode(cls, raw: RawSample) -> LabelMapSample:
+        """A tar sample -> LabelMapSample."""
+        require(raw, *cls.FIELDS)
+        return cls(key=raw[KEY], meta=json.loads(raw[Field.META]), **_decode_label_map_fields(raw))
 
 
 def image_of(raw: RawSample) -> np.ndarray:

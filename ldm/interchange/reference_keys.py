@@ -85,6 +85,7 @@ CONDITIONER = Format(
         "class.embedding": "embedding",  # ClassEmbedder
         "text.token_emb": "transformer.token_emb", "text.pos_emb": "transformer.pos_emb.emb",  # BERTEmbedder
         "text.block": "transformer.attn_layers.layers", "text.norm": "transformer.norm",
+        "semantic.channel_mapper": "channel_mapper",  # SpatialRescaler of the semantic model
     },
     rules={
         "param": PARAM,

@@ -1,5 +1,5 @@
 """The latent diffusion model: the ablated UNet with cross-attention, conditioning, presets, Lightning training,
-checkpoints, sampling, super-resolution and inpainting."""
+checkpoints, sampling, super-resolution, inpainting and semantic synthesis."""
 
 from ldm.lazy import lazy_exports
 
@@ -13,6 +13,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "lightning_module": ("LDMTrainingModule",),
     "model": ("LatentDiffusionModel", "build_ldm"),
     "presets": ("TXT2IMG_UNUSED_LM_HEAD", "VQ_F4_PARAMS", "preset_config", "preset_names"),
+    "semantic": ("check_label_maps", "check_semantic_model", "sample_from_label_maps"),
     "train_config": ("TrainConfig",),
     "unet": ("UNet",),
     "upscale": ("evaluate_sr", "upscale_image", "upscale_latents"),

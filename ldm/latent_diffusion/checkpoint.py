@@ -13,6 +13,7 @@ from typing import Any, Literal
 from safetensors.torch import load_file, save_file
 
 from ldm.config import Config
+from ldm.data.label_maps import LabelMapFormat
 from ldm.data.shards import AtomicFolder, sha256_file
 from ldm.errors import InputNotFound, InvalidInput
 from ldm.latent_diffusion.config import LDMConfig
@@ -36,6 +37,7 @@ class LDMCard(Config):
     autoencoder_preset: str = ""
     sr_scale: int = 0  # super-resolution models: HR side / LR side (what `ldm upscale` multiplies by); 0 otherwise
     captions: tuple[str, ...] = ()  # text models: prompts for sampling, the training captions most frequent first
+    label_format: LabelMapFormat | None = None  # semantic models: how a label map PNG's values become class ids
     lineage: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -136,7 +136,7 @@ class LDMConfig(Config):
                 f"ldm: {c.kind} conditioning is cross-attended; set unet.attention 'cross' and"
                 f" unet.context_dim {c.context_dim} (got {u.attention!r}, {u.context_dim})"
             )
-        if c.kind in ("none", "concat") and u.attention == "cross":
+        if c.kind in ("none", "concat", "semantic") and u.attention == "cross":
             raise ValueError(f"ldm: {c.kind} conditioning has no tokens to cross-attend; use unet.attention 'self'")
         if not self.scale_factor > 0:
             raise ValueError(f"ldm.scale_factor must be > 0, got {self.scale_factor}")

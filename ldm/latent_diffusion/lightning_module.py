@@ -2,7 +2,7 @@
 
 Batches are dicts: "z" [N x C x h x w] latents already multiplied by the scale factor, and
 by conditioning kind "label" [N] long, "caption" list[str] (tokenised here with the given
-tokenizer), or the concat keys (e.g. "lr" [N x 3 x H x W] in [-1, 1]). Each sample's
+tokenizer), the concat keys (e.g. "lr" [N x 3 x H x W] in [-1, 1]) or "label_map" [N x H x W] long. Each sample's
 timestep, noise and condition dropout come from its own torch.Generator, seeded from
 (seed, global step, batch index, the sample's place in the global batch): runs repeat
 exactly, and R ranks of batch N draw what one process of batch R x N draws (rank r's
@@ -21,6 +21,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from ldm.conditioning.config import LABEL_MAP_KEY
 from ldm.conditioning.guidance import drop_class_labels, drop_prompts
 from ldm.conditioning.tokenizer import tokenize
 from ldm.diffusion.losses import diffusion_loss
@@ -100,6 +101,8 @@ class LDMTrainingModule(pl.LightningModule):
             if p > 0:
                 prompts = drop_prompts(prompts, p, generator)
             return tokenize(self.tokenizer, prompts, cond.max_seq_len).to(z.device)
+        if cond.kind == "semantic":
+            return batch[LABEL_MAP_KEY].to(z.device, torch.long)
         return {key: batch[key].to(z.device, z.dtype) for key in cond.concat_keys}
 
     # -- loss -----------------------------------------------------------------

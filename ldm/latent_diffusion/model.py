@@ -5,6 +5,7 @@ Conditions by kind (ConditioningConfig.kind):
     class    cond is [N] long labels; label n_classes is the null class
     text     cond is [N x L] long token ids (see ldm.conditioning.tokenize)
     concat   cond is {key: [N x C_k x H_k x W_k]}, e.g. {"lr": low-resolution image in [-1, 1]}
+    semantic cond is [N x H x W] long label maps at image size (f x the latent's), IGNORE_INDEX unlabelled
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ldm.conditioning.encoders import ClassEmbedder, ConcatConditioner, build_conditioner
+from ldm.conditioning.encoders import ClassEmbedder, ConcatConditioner, SemanticConditioner, build_conditioner
 from ldm.diffusion.config import DiffusionConfig
 from ldm.diffusion.schedule import NoiseSchedule
 from ldm.latent_diffusion.config import LDMConfig
@@ -66,6 +67,11 @@ class LatentDiffusionModel(nn.Module):
             assert isinstance(self.cond_model, ConcatConditioner)
             if not isinstance(cond, dict):
                 raise ValueError(f"concat conditioning takes a dict with keys {list(self.cond_model.keys)}")
+            return None, self.cond_model(cond, size)
+        if kind == "semantic":
+            assert isinstance(self.cond_model, SemanticConditioner)
+            if not isinstance(cond, Tensor):
+                raise ValueError("semantic conditioning takes label maps [N x H x W] long")
             return None, self.cond_model(cond, size)
         return self.cond_model(cond), None  # class: (N, 1, D); text: (N, L, D)
 

@@ -32,6 +32,7 @@ _SCHEDULES = {  # (linear_start, linear_end) per task, REFERENCE.md "Diffusion"
     "churches_sr": (0.0015, 0.0155),
     "txt2img": (0.00085, 0.012),
     "inpainting": (0.0015, 0.0205),
+    "semantic": (0.0015, 0.0205),
 }
 
 
@@ -144,6 +145,22 @@ def _inpaint_ldm4_big() -> LDMConfig:
     )
 
 
+def _semantic_ldm4() -> LDMConfig:
+    """Tab. 15 semantic synthesis: 215M; the one-hot label map (182 COCO-Stuff classes, as the released model)
+    through the spatial rescaler (546 parameters) concatenated to the latent; VQ-f4 without attention, L1.
+
+    The reference config lists attention resolutions 32,16,8, which as downsampling factors a 3-level UNet
+    never reaches: self-attention only in the middle block (REFERENCE.md), 8 heads.
+    """
+    return LDMConfig(
+        unet=UNetConfig(in_channels=6, out_channels=3, model_channels=128, channel_mult=(1, 4, 8),
+                        num_res_blocks=2, attention_resolutions=(), num_heads=8),
+        conditioning=ConditioningConfig(kind="semantic", n_classes=182, rescaler_stages=2, rescaler_channels=3),
+        diffusion=_diffusion("semantic", loss_type="l1"),
+        latent_channels=3, latent_size=(64, 64), first_stage="vq-f4-noattn",
+    )
+
+
 # CPU-sized models for 16x16x3 latents (64x64 images, f4 autoencoder). Width 64 with
 # GroupNorm(16): the reference's 32 groups would leave 2 channels per group.
 def _tiny_unet(in_channels: int, attention: str = "self", context_dim: int = 0) -> UNetConfig:
@@ -195,6 +212,15 @@ def _tiny_inpaint() -> LDMConfig:
     """Inpainting: the masked image's 16x16x3 latent and the 16x16 mask concatenated to 16x16x3 latents."""
     return LDMConfig(unet=_tiny_unet(7), conditioning=_INPAINT, diffusion=_diffusion("inpainting", loss_type="l1"),
                      latent_channels=3, latent_size=(16, 16), first_stage="kl-f4-tiny")
+def _tiny_semantic() -> LDMConfig:
+    """Semantic synthesis: a 64x64 label map of 8 classes (the stand-in's label_maps.n_regions) rescaled to
+    16x16x3 and concatenated to 16x16x3 latents; L1 as the paper's."""
+    return LDMConfig(
+        unet=_tiny_unet(6),
+        conditioning=ConditioningConfig(kind="semantic", n_classes=8, rescaler_stages=2, rescaler_channels=3),
+        diffusion=_diffusion("semantic", loss_type="l1"),
+        latent_channels=3, latent_size=(16, 16), first_stage="kl-f4-tiny",
+    )
 
 
 # The f-sweep of Sec. 4.1 (Tab. 13: ImageNet, class-conditional, one head; Tab. 14: CelebA, unconditional),
@@ -223,12 +249,16 @@ _PRESETS: dict[str, Callable[[], LDMConfig]] = {
     "bsr-sr-ldm4": _bsr_sr_ldm4,
     "inpaint-ldm4": _inpaint_ldm4,
     "inpaint-ldm4-big": _inpaint_ldm4_big,
+
+
+    "semantic-ldm4": _semantic_ldm4,
     **_SWEEP,
     "tiny-uncond": _tiny_uncond,
     "tiny-cond": _tiny_cond,
     "tiny-txt": _tiny_txt,
     "tiny-sr": _tiny_sr,
     "tiny-inpaint": _tiny_inpaint,
+    "tiny-semantic": _tiny_semantic,
 }
 
 

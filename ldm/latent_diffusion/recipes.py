@@ -58,6 +58,7 @@ RECIPES: dict[str, Recipe] = {
     # warm-up/cosine factor peaking at 0.1, which TrainConfig does not model); L1 is the preset's loss_type.
     "inpaint-ldm4": Recipe(128, 360_000, "Tab. 15 inpainting; reference inpainting_big config", _scaled(1.0e-6)),
     "inpaint-ldm4-big": Recipe(128, 360_000, "Tab. 15 inpainting; reference inpainting_big config", _scaled(1.0e-6)),
+    "semantic-ldm4": Recipe(48, 360_000, "Tab. 15 semantic synthesis (landscapes); REFERENCE.md", _scaled(1.0e-6)),
     # The f-sweep of Sec. 4.1: ImageNet class-conditional (Tab. 13), CelebA unconditional (Tab. 14).
     "cin-ldm2": _tab13(9, 6.3e-5),
     "cin-ldm4": _tab13(40, 8.0e-5),
@@ -73,6 +74,7 @@ RECIPES: dict[str, Recipe] = {
     "tiny-txt": _cpu(p_uncond=0.1),
     "tiny-sr": _cpu(p_uncond=0.0),  # concat conditioning has no null condition
     "tiny-inpaint": _cpu(p_uncond=0.0),
+    "tiny-semantic": _cpu(p_uncond=0.0),  # nor has a label map
 }
 
 

@@ -86,6 +86,8 @@ def paired_config(preset: LDMConfig, first_stage: str, autoencoder: AutoencoderC
     if cond.kind == "concat" and MASKED_IMAGE in cond.concat_keys:  # inpainting: the masked image's latent has z channels
         channels = tuple(z if key == MASKED_IMAGE else c for key, c in zip(cond.concat_keys, cond.concat_channels))
         cond = dataclasses.replace(cond, concat_channels=channels)
+    if cond.kind == "semantic":  # label maps at image size halve log2(f) times to the latent's
+        cond = dataclasses.replace(cond, rescaler_stages=f.bit_length() - 1)
     unet = dataclasses.replace(preset.unet, in_channels=z + cond.extra_in_channels, out_channels=z)
     return dataclasses.replace(preset, unet=unet, conditioning=cond, latent_channels=z, latent_size=(side, side),
                                first_stage=first_stage)

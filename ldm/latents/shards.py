@@ -26,6 +26,7 @@ from ldm.data.loader import to_tensor
 from ldm.data.schema import KEY, LatentSample, MaskSample, RawSample, image_of
 from ldm.data.shards import ShardInfo, read_shards, write_shard
 from ldm.errors import InvalidInput
+from ldm.label_maps.pairing import attach_label_maps
 from ldm.latents.config import LatentDtype, Posterior
 from ldm.latents.encode import encode_latents
 from ldm.masks.latent import latent_mask
@@ -40,6 +41,7 @@ class ShardJob:
     source: str
     name: str  # "train-000000.tar" or "pairs/train-000000.tar"
     masks: str = ""  # "": no masks
+    label_maps: str = ""  # the label-map shard zipped in by key (stage label_maps); "" = none
 
 
 @dataclass(frozen=True)
@@ -104,14 +106,19 @@ def encode_shard(model: Autoencoder, x: torch.Tensor, keys: list[str], settings:
 
 
 def write_latent_shard(path: Path, raws: list[RawSample], z: np.ndarray, settings: EncodeSettings,
-                       masked: tuple[np.ndarray, np.ndarray] | None = None) -> ShardInfo:
-    """The latent shard at `path` (folders made): each raw sample with its latent, stored as `settings.dtype`, and
-    with `masked` (`encode_masked`'s latents and latent masks) its inpainting extras."""
+                       masked: tuple[np.ndarray, np.ndarray] | None = None, label_maps: str = "",
+                       s3: S3Settings | None = None) -> ShardInfo:
+    """The latent shard at `path` (folders made): each raw sample with its latent, stored as `settings.dtype`;
+    with `masked` (`encode_masked`'s latents and latent masks) its inpainting extras, and with its label map and
+    layout when `label_maps` names the label-map shard (`s3`: its client settings)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     dtype = np.dtype(settings.dtype)
     extras = [{}] * len(raws) if masked is None else [{"masked": zm.astype(dtype), "mask": mask} for zm, mask in zip(*masked)]
-    return write_shard(path, (LatentSample.of_source(raw, latent.astype(dtype), autoencoder_sha256=settings.autoencoder_sha256,
-                                                     **extra) for raw, latent, extra in zip(raws, z, extras)))
+    samples = (LatentSample.of_source(raw, latent.astype(dtype), autoencoder_sha256=settings.autoencoder_sha256, **extra)
+               for raw, latent, extra in zip(raws, z, extras))
+    if label_maps:
+        samples = attach_label_maps(samples, label_maps, s3)
+    return write_shard(path, samples)
 
 
 @dataclass(frozen=True)
@@ -142,4 +149,4 @@ def encode_shard_task(task: EncodeTask) -> ShardInfo:
     masked = None
     if task.job.masks:
         masked = encode_masked(model, x, read_shard_masks(task.job.masks, keys, task.s3), keys, task.settings)
-    return write_latent_shard(Path(task.out) / task.job.name, raws, z, task.settings, masked)
+    return write_latent_shard(Path(task.out) / task.job.name, raws, z, task.settings, masked, task.job.label_maps, task.s3)

@@ -25,25 +25,28 @@ from ldm.latent_diffusion.presets import preset_config
 from ldm.latent_diffusion.settings import paired_config
 from stages.params.base import ParamsError, Section, dataclass_section, describe, to_config
 from stages.params.data import ADDRESS_ENV, ClusterParams, DataParams, DegradeParams, DownloadParams, MasksParams
+from stages.params.data import LabelMapsParams
 from stages.params.checks import check_consistency
 from stages.params.evaluation import EvaluateInpaintParams
 from stages.params.models import (
     AutoencoderParams,
     CacheLatentsParams,
     EvaluateParams,
+    EvaluateSemanticParams,
     SamplingParams,
     TrainAutoencoderParams,
     TrainInpaintParams,
     TrainLDMParams,
+    TrainSemanticParams,
     TrainSRParams,
 )
 from stages.params.recipes import preset_recipe, resolve
 from stages.params.storage import OrchestrateParams, StorageParams
 
 __all__ = ["ADDRESS_ENV", "AutoencoderParams", "CacheLatentsParams", "ClusterParams", "DataParams", "DegradeParams", "DownloadParams", "EvaluateParams",
-           "EvaluateInpaintParams",
+           "EvaluateInpaintParams", "EvaluateSemanticParams",
            "MasksParams", "OrchestrateParams", "Params", "ParamsError", "SamplingParams", "Section", "StorageParams",
-           "TrainAutoencoderParams", "TrainInpaintParams", "TrainLDMParams", "TrainSRParams", "dataclass_section", "load_params",
+           "TrainAutoencoderParams", "TrainInpaintParams", "TrainLDMParams", "TrainSRParams", "TrainSemanticParams", "dataclass_section", "load_params",
            "lineage", "params_hash", "parse_params", "read_raw", "recipe_lineage", "to_config"]
 
 
@@ -54,14 +57,17 @@ class Params(Section):
     download: DownloadParams = DownloadParams()
     degrade: DegradeParams = DegradeParams()
     masks: MasksParams = MasksParams()
+    label_maps: LabelMapsParams = LabelMapsParams()
     autoencoder: AutoencoderParams = AutoencoderParams()
     train_autoencoder: TrainAutoencoderParams = TrainAutoencoderParams()
     cache_latents: CacheLatentsParams = CacheLatentsParams()
     train_ldm: TrainLDMParams = TrainLDMParams()
     train_sr: TrainSRParams = TrainSRParams()
     train_inpaint: TrainInpaintParams = TrainInpaintParams()
+    train_semantic: TrainSemanticParams = TrainSemanticParams()
     evaluate: EvaluateParams = EvaluateParams()
     evaluate_inpaint: EvaluateInpaintParams = EvaluateInpaintParams()
+    evaluate_semantic: EvaluateSemanticParams = EvaluateSemanticParams()
     storage: StorageParams = StorageParams()
     orchestrate: OrchestrateParams = OrchestrateParams()
     cluster: ClusterParams = ClusterParams()
@@ -77,7 +83,7 @@ class Params(Section):
         fitted to the pipeline's autoencoder (ValueError naming the setting to change when it cannot be)."""
         p: TrainLDMParams = getattr(self, section)
         config = p.model_settings().apply_to(preset_config(p.preset))
-        if p.n_classes and config.conditioning.kind == "class":
+        if p.n_classes and config.conditioning.kind in ("class", "semantic"):
             config = dataclasses.replace(config, conditioning=dataclasses.replace(config.conditioning, n_classes=p.n_classes))
         name = self.autoencoder.preset
         return paired_config(config, name, autoencoder_config(name), self.data.resolution)

@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING
 
 from ldm.autoencoder.presets import preset_config as autoencoder_config
 from ldm.masks.config import MASK, MASKED_IMAGE
+from ldm.latent_diffusion.config import LDMConfig
 
 if TYPE_CHECKING:
     from stages.params import Params
 
-LDM_SECTIONS = ("train_ldm", "train_sr", "train_inpaint")
+LDM_SECTIONS = ("train_ldm", "train_sr", "train_inpaint", "train_semantic")
 INPAINT_KEYS = (MASKED_IMAGE, MASK)  # an inpainting model's concat condition
 
 
@@ -57,10 +58,28 @@ def _ldm(params: Params, section: str) -> list[str]:
     if section == "train_ldm" and kind == "concat":
         problems.append(f"train_ldm.preset {p.preset!r} needs a spatial condition per latent; train it as "
                         + ("train_inpaint.preset" if inpainting else "train_sr.preset"))
+    problems += _semantic(params, section, config)
     if p.recipe.p_uncond > 0 and kind not in ("class", "text"):
         problems.append(f"{section}.recipe.p_uncond: {p.recipe.p_uncond} drops a condition that a {kind!r} model "
                         "does not have; set it to 0.0")
     return problems
+
+
+def _semantic(params: Params, section: str, config: LDMConfig) -> list[str]:
+    """A semantic model trains as train_semantic, on label maps whose ids its classes cover."""
+    kind, preset = config.conditioning.kind, getattr(params, section).preset
+    if section == "train_semantic" and kind != "semantic":
+        return [f"train_semantic.preset {preset!r} is not a semantic synthesis model (conditioning {kind!r}); "
+                "pick one that takes label maps, e.g. tiny-semantic or semantic-ldm4"]
+    if section != "train_semantic" and kind == "semantic":
+        return [f"{section}.preset {preset!r} needs a label map per latent; train it as train_semantic.preset"]
+    if section == "train_semantic":
+        maps = params.label_maps.config().map_classes
+        if maps > config.conditioning.n_classes:
+            return [f"train_semantic.n_classes: the label maps hold {maps} classes (label_maps "
+                    f"{params.label_maps.source!r}) but the model {config.conditioning.n_classes}; "
+                    f"set train_semantic.n_classes: {maps}"]
+    return []
 
 
 def _guidance(params: Params) -> list[str]:

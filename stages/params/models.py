@@ -102,6 +102,7 @@ class CacheLatentsParams(Loading, Placed):
     pairs: bool = Field(True, description="also cache the degrade stage's HR latents with their LR images")
     masks: bool = Field(True, description="also cache each image's masked-image latent and latent mask (inpainting), "
                                            "from the masks stage's shards (--masks)")
+    label_maps: bool = Field(True, description="zip the label_maps stage's maps and layouts into the image latents")
     scale_rule: ScaleRule = Field("auto", description="auto: 1/dataset std for KL, 1.0 for VQ")
     scale_value: float = Field(1.0, gt=0.0, description="the factor when scale_rule is fixed")
     std_tolerance: float = Field(0.02, gt=0.0, le=1.0, description="warn when the scaled std is further than this from 1")
@@ -166,6 +167,14 @@ class TrainInpaintParams(TrainLDMParams):
     preset: str = Field("tiny-inpaint", description="tiny-inpaint | inpaint-ldm4 | inpaint-ldm4-big")
 
 
+class TrainSemanticParams(TrainLDMParams):
+    """Stage `train_semantic`: the one-hot label map through a learned spatial rescaler, concatenated to the latent
+    (Sec. 4.3.2). Takes the loop settings of `train_ldm` it does not set (stages.params.recipes.INHERITS);
+    `n_classes` (0: the preset's) must cover the label maps' ids (label_maps)."""
+
+    preset: str = Field("tiny-semantic", description="tiny-semantic | semantic-ldm4")
+
+
 SamplingParams = dataclass_section(SamplerSettings, "SamplingParams")
 
 
@@ -186,4 +195,15 @@ class EvaluateParams(Loading):
     metrics: Annotated[tuple[MetricName, ...], Strict(False)] = ("fid", "kid", "isc", "prc")
     reference_split: Literal["train", "val"] = Field("train", description="the set generated samples are scored against")
     grid_images: int = Field(32, ge=1, le=256)
+    threads: int = Field(2, ge=1, le=256, description="CPU threads for torch")
+
+
+class EvaluateSemanticParams(Section):
+    """Stage `evaluate_semantic`: samples from val label maps at the training size and `scale` x it (Sec. 4.3.2)."""
+
+    maps: int = Field(4, ge=1, le=256, description="val label maps sampled, spread over the split")
+    scale: int = Field(2, ge=2, le=8, description="the larger samples' side over the training side (Fig. 13, 23, 24)")
+    seed: int = Field(0, ge=0, description="sample i starts from seed + i")
+    batch_size: int = Field(8, ge=1, le=4096)
+    sampling: SamplingParams = SamplingParams()  # type: ignore[valid-type]
     threads: int = Field(2, ge=1, le=256, description="CPU threads for torch")
