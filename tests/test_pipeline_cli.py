@@ -49,7 +49,8 @@ _LOOP = {"steps": 20, "val_every": 20, "checkpoint_every": 20}
 SHORT = {"train_autoencoder.steps": 40, "train_autoencoder.val_every": 40, "train_autoencoder.checkpoint_every": 40,
          "train_autoencoder.recipe.decay_steps": 40, "evaluate.samples": 8, "evaluate.sampling.steps": 5,
          "evaluate.sr_samples": 4, "evaluate.sr_sampling.steps": 5, "evaluate.feature_extractor": "random-conv",
-         "train_sr.batch_size": 16, **{f"{section}.{k}": v for section in ("train_ldm", "train_sr") for k, v in _LOOP.items()}}
+         "train_sr.batch_size": 16, "train_inpaint.batch_size": 16,
+         **{f"{section}.{k}": v for section in ("train_ldm", "train_sr", "train_inpaint") for k, v in _LOOP.items()}}
 
 
 def set_param(params: dict, dotted: str, value) -> None:
@@ -121,15 +122,15 @@ def test_an_ldm_param_does_not_rerun_the_cache(repo):
     params = _edit(repo, "train_ldm.recipe.lr", 2.0e-3)
     try:
         stale = json.loads(_sh("dvc", "status", "--json", cwd=repo).stdout)
-        assert set(stale) == {"train_ldm", "train_sr"}  # train_sr inherits what it does not set
+        assert set(stale) == {"train_ldm", "train_sr", "train_inpaint"}  # they inherit what they do not set
     finally:
         (repo / "params.yaml").write_text(params)
 
 
 @pytest.mark.parametrize("module,stale", [
-    ("ldm/data/schema.py", {"download", "degrade", "masks", "train_autoencoder", "cache_latents", "train_ldm", "train_sr", "evaluate"}),
-    ("stages/params/base.py", {"download", "degrade", "masks", "train_autoencoder", "cache_latents", "train_ldm", "train_sr", "evaluate"}),
-    ("ldm/latent_diffusion/unet.py", {"train_ldm", "train_sr", "evaluate"}),
+    ("ldm/data/schema.py", {"download", "degrade", "masks", "train_autoencoder", "cache_latents", "train_ldm", "train_sr", "train_inpaint", "evaluate"}),
+    ("stages/params/base.py", {"download", "degrade", "masks", "train_autoencoder", "cache_latents", "train_ldm", "train_sr", "train_inpaint", "evaluate"}),
+    ("ldm/latent_diffusion/unet.py", {"train_ldm", "train_sr", "train_inpaint", "evaluate"}),
 ])
 def test_an_edit_to_code_a_stage_runs_makes_it_stale(repo, module, stale):
     path = repo / module
