@@ -189,8 +189,9 @@ def _encode_on_task_pool(params: Params, paths: Paths, jobs: list[ShardJob], sta
                          settings: EncodeSettings) -> TaskRecord:
     """Every shard as one task of the local pool or the Dask cluster; each worker loads the model once."""
     p, cluster, tasks = params.cache_latents, params.cluster, TaskLog()
-    work = [EncodeTask(ShardJob(absolute(job.source), job.name, absolute(job.masks) if job.masks else ""), str(staging.resolve()), str(paths.model.resolve()),
-                       settings, p.threads, remote.current()) for job in jobs]  # absolute paths: a worker's cwd is its own
+    work = [EncodeTask(ShardJob(absolute(job.source), job.name, absolute(job.masks) if job.masks else ""),
+                       str(staging.resolve()), str(paths.model.resolve()), settings, p.threads, remote.current())
+            for job in jobs]  # absolute paths: a worker's cwd is its own
     with task_pool(p.workers, cluster.address, cluster.timeout_s) as pool:
         for _ in map_tasks(pool, encode_shard_task, work, [job.name for job in jobs], retries=cluster.retries,
                            log_to=tasks, desc="encode"):

@@ -28,8 +28,9 @@ def check_inpaint_model(loaded: LoadedLDM, where: str) -> None:
     """Refuse a model that is not an inpainting model (concat of the masked image's latent and the mask)."""
     cond = loaded.model.config.conditioning
     if cond.kind != "concat" or tuple(cond.concat_keys) != (MASKED_IMAGE, MASK):
+        on = f" on {', '.join(cond.concat_keys)}" if cond.kind == "concat" else ""
         raise InvalidInput(f"{where} is not an inpainting model (it must concatenate {MASKED_IMAGE!r} and {MASK!r}; "
-                           f"it is {cond.kind}-conditioned{' on ' + ', '.join(cond.concat_keys) if cond.kind == 'concat' else ''})")
+                           f"it is {cond.kind}-conditioned{on})")
 
 
 def inpaint_condition(autoencoder: Autoencoder, x: Tensor, m: Tensor, scale_factor: float) -> dict[str, Tensor]:

@@ -109,9 +109,11 @@ def write_latent_shard(path: Path, raws: list[RawSample], z: np.ndarray, setting
     with `masked` (`encode_masked`'s latents and latent masks) its inpainting extras."""
     path.parent.mkdir(parents=True, exist_ok=True)
     dtype = np.dtype(settings.dtype)
-    extras = [{}] * len(raws) if masked is None else [{"masked": zm.astype(dtype), "mask": mask} for zm, mask in zip(*masked)]
-    return write_shard(path, (LatentSample.of_source(raw, latent.astype(dtype), autoencoder_sha256=settings.autoencoder_sha256,
-                                                     **extra) for raw, latent, extra in zip(raws, z, extras)))
+    extras = ([{}] * len(raws) if masked is None
+              else [{"masked": zm.astype(dtype), "mask": mask} for zm, mask in zip(*masked)])
+    return write_shard(path, (LatentSample.of_source(raw, latent.astype(dtype), **extra,
+                                                     autoencoder_sha256=settings.autoencoder_sha256)
+                              for raw, latent, extra in zip(raws, z, extras)))
 
 
 @dataclass(frozen=True)
