@@ -164,6 +164,12 @@ def _with_masks(jobs: list[ShardJob], masks: Location | None) -> list[ShardJob]:
     return [dataclasses.replace(job, masks=found[job.name]) for job in jobs]
 
 
+def _input_hashes(jobs: list[ShardJob]) -> dict[str, str]:
+    """sha256 of every input shard: images and pairs by their output name, masks as masks/<name>."""
+    hashes = {job.name: remote.sha256_of(job.source) for job in jobs}
+    return {**hashes, **{f"masks/{job.name}": remote.sha256_of(job.masks) for job in jobs if job.masks}}
+
+
 def on_task_pool(params: Params) -> bool:
     """The CPU path: no GPU in use, and more than one worker or a Dask cluster to spread the shards over."""
     p = params.cache_latents
@@ -223,7 +229,7 @@ def run(params: Params, paths: Paths) -> dict | None:
     stats = dataclasses.replace(
         measured, autoencoder_sha256=ae_hash, autoencoder_preset=card.preset, posterior=p.posterior, dtype=p.dtype,
         shards={job.name: sha256_file(staging / job.name) for job in jobs},
-        lineage=lineage({"cache_latents": p}, {"autoencoder": ae_hash, **{job.name: remote.sha256_of(job.source) for job in jobs}}))
+        lineage=lineage({"cache_latents": p}, {"autoencoder": ae_hash, **_input_hashes(jobs)}))
     write_stats(staging, stats)
     remote.publish(staging, paths.out, STATS)
     write_json(paths.report, {**stats.report(), "tasks": tasks.to_dict()})
