@@ -21,7 +21,7 @@ import yaml
 
 log = logging.getLogger("ldm.interchange")
 FORMATS = ("reference", "diffusers")
-COMPONENTS = ("ldm", "ldm_sr", "autoencoder")
+COMPONENTS = ("ldm", "ldm_sr", "ldm_inpaint", "autoencoder")
 
 
 def _model_params(path: Path) -> dict:

@@ -180,6 +180,14 @@ def _with_label_maps(jobs: list[ShardJob], folder: Location | None) -> list[Shar
     return [dataclasses.replace(job, label_maps=absolute(found[job.name])) for job in jobs]
 
 
+def _input_hashes(jobs: list[ShardJob]) -> dict[str, str]:
+    """sha256 of every input shard: images and pairs by their output name, masks as masks/<name>, label maps as
+    label_maps/<name>."""
+    hashes = {job.name: remote.sha256_of(job.source) for job in jobs}
+    hashes |= {f"masks/{job.name}": remote.sha256_of(job.masks) for job in jobs if job.masks}
+    return hashes | {f"label_maps/{job.name}": remote.sha256_of(job.label_maps) for job in jobs if job.label_maps}
+
+
 def on_task_pool(params: Params) -> bool:
     """The CPU path: no GPU in use, and more than one worker or a Dask cluster to spread the shards over."""
     p = params.cache_latents
@@ -239,7 +247,7 @@ def run(params: Params, paths: Paths) -> dict | None:
     stats = dataclasses.replace(
         measured, autoencoder_sha256=ae_hash, autoencoder_preset=card.preset, posterior=p.posterior, dtype=p.dtype,
         shards={job.name: sha256_file(staging / job.name) for job in jobs},
-        lineage=lineage({"cache_latents": p}, {"autoencoder": ae_hash, **{job.name: remote.sha256_of(job.source) for job in jobs}}))
+        lineage=lineage({"cache_latents": p}, {"autoencoder": ae_hash, **_input_hashes(jobs)}))
     write_stats(staging, stats)
     remote.publish(staging, paths.out, STATS)
     write_json(paths.report, {**stats.report(), "tasks": tasks.to_dict()})

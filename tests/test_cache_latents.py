@@ -231,6 +231,7 @@ def test_cache_holds_the_masked_latent_and_the_nearest_latent_mask(inputs, masks
     stats = _run_masked(inputs, masks, tmp_path, dtype="float32")
     plain = _run(inputs, tmp_path / "plain", dtype="float32", pairs=False)
     assert stats["scale_factor"] == plain["scale_factor"]  # measured on `latent` only
+    assert stats["lineage"]["inputs_sha256"]["masks/val-000000.tar"]
     model, _ = load_autoencoder(inputs / "kl")
     shard = "val-000000.tar"
     latents = [LatentSample.decode(r) for r in read_shards([tmp_path / "latents" / shard])]

@@ -21,8 +21,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 # Tab. 15 "inpainting": 215M. The released big model has no count in the paper: 387,245,827 is its UNet built from
 # the reference's models/ldm/inpainting_big/config.yaml (in 7, out 3, 256 channels, multipliers 1,2,3,4, 2 res blocks,
-# attention at factors 8,4,2 with 8 heads, res-block up/down sampling) by our UNet, whose tensors map one to one and
-# shape for shape onto the reference UNetModel's (ldm/interchange/layout.py, tests/test_interchange.py).
+# attention at factors 8,4,2 with 8 heads, res-block up/down sampling) by our UNet, whose tensors map one to one onto
+# the reference UNetModel's keys (tests/test_interchange.py, every preset) and whose counts meet the paper's for the
+# same blocks (test_unet.py: lsun-churches-ldm8's res-block resampling, 294M; bsr-sr-ldm4's concat input, 169M).
 COUNTS = {"inpaint-ldm4": 215e6, "inpaint-ldm4-big": 387_245_827}
 FAST = SamplerSettings(sampler="ddim", steps=3, eta=1.0)
 

@@ -49,8 +49,11 @@ _LOOP = {"steps": 20, "val_every": 20, "checkpoint_every": 20}
 SHORT = {"train_autoencoder.steps": 40, "train_autoencoder.val_every": 40, "train_autoencoder.checkpoint_every": 40,
          "train_autoencoder.recipe.decay_steps": 40, "evaluate.samples": 8, "evaluate.sampling.steps": 5,
          "evaluate.sr_samples": 4, "evaluate.sr_sampling.steps": 5, "evaluate.feature_extractor": "random-conv",
-         "train_sr.batch_size": 16, "evaluate_semantic.sampling.steps": 5,
-         **{f"{section}.{k}": v for section in ("train_ldm", "train_sr", "train_semantic") for k, v in _LOOP.items()}}
+         "train_sr.batch_size": 16, "train_inpaint.batch_size": 16, "evaluate_semantic.sampling.steps": 5,
+         "evaluate_inpaint.samples": 4, "evaluate_inpaint.sampling.steps": 5,
+         "evaluate_inpaint.feature_extractor": "random-conv", "evaluate_inpaint.lpips_net": "random-vgg16",
+         **{f"{section}.{k}": v for section in ("train_ldm", "train_sr", "train_inpaint", "train_semantic")
+            for k, v in _LOOP.items()}}
 
 
 def set_param(params: dict, dotted: str, value) -> None:
@@ -126,17 +129,17 @@ def test_an_ldm_param_does_not_rerun_the_cache(repo):
     params = _edit(repo, "train_ldm.recipe.lr", 2.0e-3)
     try:
         stale = json.loads(_sh("dvc", "status", "--json", cwd=repo).stdout)
-        assert set(stale) == {"train_ldm", "train_sr", "train_semantic"}  # they inherit what they do not set
+        assert set(stale) == {"train_ldm", "train_sr", "train_inpaint", "train_semantic"}  # they inherit what they do not set
     finally:
         (repo / "params.yaml").write_text(params)
 
 
 @pytest.mark.parametrize("module,stale", [
     ("ldm/data/schema.py", {"download", "degrade", "masks", "label_maps", "train_autoencoder", "cache_latents", "train_ldm",
-                            "train_sr", "train_semantic", "evaluate", "evaluate_semantic"}),
+                            "train_sr", "train_inpaint", "train_semantic", "evaluate", "evaluate_inpaint", "evaluate_semantic"}),
     ("stages/params/base.py", {"download", "degrade", "masks", "label_maps", "train_autoencoder", "cache_latents",
-                               "train_ldm", "train_sr", "train_semantic", "evaluate", "evaluate_semantic"}),
-    ("ldm/latent_diffusion/unet.py", {"train_ldm", "train_sr", "train_semantic", "evaluate", "evaluate_semantic"}),
+                               "train_ldm", "train_sr", "train_inpaint", "train_semantic", "evaluate", "evaluate_inpaint", "evaluate_semantic"}),
+    ("ldm/latent_diffusion/unet.py", {"train_ldm", "train_sr", "train_inpaint", "train_semantic", "evaluate", "evaluate_inpaint", "evaluate_semantic"}),
 ])
 def test_an_edit_to_code_a_stage_runs_makes_it_stale(repo, module, stale):
     path = repo / module
@@ -299,6 +302,9 @@ def test_every_documented_command_runs_as_written_from_a_clean_shell(repo, root,
     """README.md and docs/storage.md, command by command, in the reproduced workspace (what `make run` leaves)."""
     _enter(repo, root)
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(repo / "photo.jpg")
+    hole = np.zeros((40, 56), dtype=np.uint8)
+    hole[8:24, 16:40] = 255
+    Image.fromarray(hole).save(repo / "hole.png")
     shell = CleanShell(repo, tmp_path / "home")
     failures, ran = [], 0
     try:
@@ -332,3 +338,4 @@ def test_every_documented_command_runs_as_written_from_a_clean_shell(repo, root,
             shutil.rmtree(pulled, ignore_errors=True)
     assert ran >= 25 and failures == [], "\n\n".join(failures)
     assert (repo / "samples" / "grid.png").is_file() and Image.open(repo / "photo_x4.png").size == (56 * 4, 40 * 4)
+    assert Image.open(repo / "out" / "photo-1.png").size == (56, 40)

@@ -25,7 +25,8 @@ from ldm.interchange.layout import autoencoder_blocks
 from ldm.interchange.mapping import Format, export_state, plan
 from ldm.latent_diffusion.presets import preset_config as ldm_preset, preset_names as ldm_presets
 from ldm.latent_diffusion.settings import paired_config
-from ldm.model_dir import AUTOENCODER, LDM, LDM_SR
+from ldm.masks.config import MASK, MASKED_IMAGE
+from ldm.model_dir import AUTOENCODER, LDM, LDM_INPAINT, LDM_SR
 
 # The EMA codebook's running statistics: training state, not in the reference's or diffusers' layout; an import
 # restarts them as the quantizer's constructor does (each code the average of one vector, itself).
@@ -43,8 +44,10 @@ class Target:
 
     @property
     def ldm_folder(self) -> str:
-        """`ldm_sr` for a super-resolution (concat) model, else `ldm`."""
-        return LDM_SR if self.ldm is not None and self.ldm.conditioning.kind == "concat" else LDM
+        """`ldm_inpaint` for an inpainting model, `ldm_sr` for a super-resolution (other concat) model, else `ldm`."""
+        if self.ldm is None or self.ldm.conditioning.kind != "concat":
+            return LDM
+        return LDM_INPAINT if tuple(self.ldm.conditioning.concat_keys) == (MASKED_IMAGE, MASK) else LDM_SR
 
 
 @dataclass(frozen=True)
@@ -176,7 +179,7 @@ def read_model_dir(folder: Path, component: str | None) -> ModelDir:
     if not folder.is_dir():
         raise InputNotFound(f"{folder}: no such model folder (it holds autoencoder/ and ldm/ or ldm_sr/)")
     if component is None:
-        component = next((c for c in (LDM, LDM_SR) if (folder / c).is_dir()), AUTOENCODER)
+        component = next((c for c in (LDM, LDM_SR, LDM_INPAINT) if (folder / c).is_dir()), AUTOENCODER)
     autoencoder, card = load_autoencoder(folder / AUTOENCODER)
     loaded = None if component == AUTOENCODER else load_ldm(folder / component)
     return ModelDir(autoencoder, card, loaded)

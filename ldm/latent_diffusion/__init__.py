@@ -9,7 +9,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "checkpoint": ("LDMCard", "LoadedLDM", "init_ldm", "load_ldm", "save_ldm"),
     "config": ("AttentionKind", "LDMConfig", "UNetConfig"),
     "generate": ("ImageGuide", "conditions", "decode_latents", "generate_latents", "latent_size", "sample_images"),
-    "inpaint": ("check_inpaint_model", "fill_holes", "inpaint_condition", "inpaint_images"),
+    "inpaint": ("check_inpaint_model", "fill_holes", "inpaint_condition", "inpaint_images", "inpaint_latents"),
     "lightning_module": ("LDMTrainingModule",),
     "model": ("LatentDiffusionModel", "build_ldm"),
     "presets": ("TXT2IMG_UNUSED_LM_HEAD", "VQ_F4_PARAMS", "preset_config", "preset_names"),

@@ -28,8 +28,9 @@ def check_inpaint_model(loaded: LoadedLDM, where: str) -> None:
     """Refuse a model that is not an inpainting model (concat of the masked image's latent and the mask)."""
     cond = loaded.model.config.conditioning
     if cond.kind != "concat" or tuple(cond.concat_keys) != (MASKED_IMAGE, MASK):
+        on = f" on {', '.join(cond.concat_keys)}" if cond.kind == "concat" else ""
         raise InvalidInput(f"{where} is not an inpainting model (it must concatenate {MASKED_IMAGE!r} and {MASK!r}; "
-                           f"it is {cond.kind}-conditioned{' on ' + ', '.join(cond.concat_keys) if cond.kind == 'concat' else ''})")
+                           f"it is {cond.kind}-conditioned{on})")
 
 
 def inpaint_condition(autoencoder: Autoencoder, x: Tensor, m: Tensor, scale_factor: float) -> dict[str, Tensor]:
@@ -53,6 +54,16 @@ def _check_inputs(images: Tensor, masks: Tensor, seeds: Sequence[int], f: int) -
 
 
 @torch.no_grad()
+def inpaint_latents(loaded: LoadedLDM, autoencoder: Autoencoder, x: Tensor, m: Tensor, seeds: Sequence[int],
+                    settings: SamplerSettings) -> Tensor:
+    """Sampled model latents z_0 [N x C x h x w] (still multiplied by the scale factor) for images x [N x 3 x H x W]
+    in [-1, 1] and masks m [N x 1 x H x W] in {0, 1} on the model's device; sample i from seed i."""
+    concat = inpaint_condition(autoencoder, x, m, loaded.scale_factor)
+    cond, null = conditions(loaded.model, concat=concat)
+    return generate_latents(loaded.model, cond, null, seeds, settings, size=tuple(concat[MASKED_IMAGE].shape[-2:]))
+
+
+@torch.no_grad()
 def fill_holes(loaded: LoadedLDM, autoencoder: Autoencoder, images: Tensor, masks: Tensor, seeds: Sequence[int],
                settings: SamplerSettings, *, batch_size: int = 16, progress: bool = True) -> Tensor:
     """The model's own decoded output D(z_0) uint8 [N x 3 x H x W] for uint8 images [N x 3 x H x W] with masks
@@ -65,10 +76,7 @@ def fill_holes(loaded: LoadedLDM, autoencoder: Autoencoder, images: Tensor, mask
         end = min(start + batch_size, len(seeds))
         x = images[start:end].to(device).float() / 127.5 - 1.0  # (B, 3, H, W)
         m = (masks[start:end] > 0).to(device).float()  # (B, 1, H, W)
-        concat = inpaint_condition(autoencoder, x, m, loaded.scale_factor)
-        cond, null = conditions(loaded.model, concat=concat)
-        z = generate_latents(loaded.model, cond, null, seeds[start:end], settings,
-                             size=tuple(concat[MASKED_IMAGE].shape[-2:]))
+        z = inpaint_latents(loaded, autoencoder, x, m, seeds[start:end], settings)  # (B, C, h, w)
         outs.append(decode_latents(autoencoder.decode, z, loaded.scale_factor).cpu())  # (B, 3, H, W) uint8
     return torch.cat(outs)
 
