@@ -54,6 +54,10 @@ RECIPES: dict[str, Recipe] = {
     "txt2img-ldm8": Recipe(680, 390_000, "Tab. 15 text-to-image; reference txt2img-1p4B-eval.yaml (lr not scaled)",
                            {"lr": 1.0e-4, "warmup_steps": 10_000, "p_uncond": _GUIDED}),
     "bsr-sr-ldm4": Recipe(64, 860_000, "Tab. 15 super-resolution; reference bsr_sr config", _scaled(1.0e-6)),
+    # Layout-to-image: 2.0e-6 x 24 and 1.0e-6 x 48 are Tab. 15's 4.8e-5; COCO's dropout 0.1 is in its preset.
+    "layout-openimages-ldm4": Recipe(24, 4_400_000, "Tab. 15 layout-to-image OpenImages; reference "
+                                     "layout2img-openimages256 config", _scaled(2.0e-6)),
+    "layout-coco-ldm8": Recipe(48, 170_000, "Tab. 15 layout-to-image COCO", _scaled(1.0e-6)),
     # The f-sweep of Sec. 4.1: ImageNet class-conditional (Tab. 13), CelebA unconditional (Tab. 14).
     "cin-ldm2": _tab13(9, 6.3e-5),
     "cin-ldm4": _tab13(40, 8.0e-5),
@@ -68,6 +72,7 @@ RECIPES: dict[str, Recipe] = {
     "tiny-cond": _cpu(p_uncond=0.1),
     "tiny-txt": _cpu(p_uncond=0.1),
     "tiny-sr": _cpu(p_uncond=0.0),  # concat conditioning has no null condition
+    "tiny-layout": _cpu(p_uncond=0.0),  # nor does a layout (no classifier-free guidance for it in the paper)
 }
 
 
