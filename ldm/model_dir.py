@@ -12,6 +12,7 @@ from pathlib import Path
 from ldm.errors import InputNotFound
 
 AUTOENCODER, LDM, LDM_SR = "autoencoder", "ldm", "ldm_sr"
+LDM_LAYOUT = "ldm_layout"  # layout-to-image (stage train_layout, `ldm sample --layout`)
 WEIGHTS = "model.safetensors"
 
 

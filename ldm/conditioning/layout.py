@@ -31,6 +31,9 @@ that fits K classes into the paper's 8192-id vocabulary (90 for COCO's 80).
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -83,6 +86,10 @@ class LayoutTokenizer:
     def encode_batch(self, layouts: list[Layout]) -> Tensor:
         """N layouts (whole images) -> [N x L] token ids."""
         return torch.stack([self.encode(layout) for layout in layouts])  # (N, L)
+
+    def encode_json(self, texts: Sequence[str]) -> Tensor:
+        """N layouts as JSON strings (a training batch's "layout": `json.dumps(layout.to_dict())`) -> [N x L]."""
+        return self.encode_batch([Layout.from_dict(json.loads(text)) for text in texts])
 
     def _triple(self, box: Box) -> tuple[int, int, int, int]:
         """(-snapped area, l, b, c): the sort key of step 4 followed by the tokens."""

@@ -2,6 +2,7 @@
 
 Batches are dicts: "z" [N x C x h x w] latents already multiplied by the scale factor, and
 by conditioning kind "label" [N] long, "caption" list[str] (tokenised here with the given
+tokenizer), "layout" list[str] (each a Layout's JSON, tokenised here by the model's own box
 tokenizer), or the concat keys (e.g. "lr" [N x 3 x H x W] in [-1, 1]). Each sample's
 timestep, noise and condition dropout come from its own torch.Generator, seeded from
 (seed, global step, batch index, the sample's place in the global batch): runs repeat
@@ -22,6 +23,7 @@ import torch
 from torch import Tensor
 
 from ldm.conditioning.guidance import drop_class_labels, drop_prompts
+from ldm.conditioning.layout import LayoutTokenizer
 from ldm.conditioning.tokenizer import tokenize
 from ldm.diffusion.losses import diffusion_loss
 from ldm.diffusion.noise import Generators, randint, randn, seeded_generators
@@ -54,6 +56,8 @@ class LDMTrainingModule(pl.LightningModule):
             if len(tokenizer) > cond.vocab_size:
                 raise ValueError(f"tokenizer has {len(tokenizer)} tokens but conditioning.vocab_size is"
                                  f" {cond.vocab_size}; raise vocab_size or train a smaller vocabulary")
+        # layout: the boxes' tokenizer follows from the model's config, nothing to pass or save beside it
+        self.layout_tokenizer = LayoutTokenizer(cond.layout_tokenizer()) if cond.kind == "layout" else None
         if config.p_uncond > 0 and cond.kind not in ("class", "text"):
             raise ValueError(f"train.p_uncond needs class or text conditioning, not {cond.kind!r}")
         # Left in train mode like the model: Lightning switches both for validation.
@@ -100,6 +104,9 @@ class LDMTrainingModule(pl.LightningModule):
             if p > 0:
                 prompts = drop_prompts(prompts, p, generator)
             return tokenize(self.tokenizer, prompts, cond.max_seq_len).to(z.device)
+        if cond.kind == "layout":
+            assert self.layout_tokenizer is not None
+            return self.layout_tokenizer.encode_json(list(batch["layout"])).to(z.device)  # (N, L)
         return {key: batch[key].to(z.device, z.dtype) for key in cond.concat_keys}
 
     # -- loss -----------------------------------------------------------------

@@ -32,6 +32,7 @@ from stages.params.models import (
     EvaluateParams,
     SamplingParams,
     TrainAutoencoderParams,
+    TrainLayoutParams,
     TrainLDMParams,
     TrainSRParams,
 )
@@ -40,7 +41,7 @@ from stages.params.storage import OrchestrateParams, StorageParams
 
 __all__ = ["ADDRESS_ENV", "AutoencoderParams", "CacheLatentsParams", "ClusterParams", "DataParams", "DegradeParams", "DownloadParams", "EvaluateParams",
            "MasksParams", "OrchestrateParams", "Params", "ParamsError", "SamplingParams", "Section", "StorageParams",
-           "TrainAutoencoderParams", "TrainLDMParams", "TrainSRParams", "dataclass_section", "load_params",
+           "TrainAutoencoderParams", "TrainLayoutParams", "TrainLDMParams", "TrainSRParams", "dataclass_section", "load_params",
            "lineage", "params_hash", "parse_params", "read_raw", "recipe_lineage", "to_config"]
 
 
@@ -56,6 +57,7 @@ class Params(Section):
     cache_latents: CacheLatentsParams = CacheLatentsParams()
     train_ldm: TrainLDMParams = TrainLDMParams()
     train_sr: TrainSRParams = TrainSRParams()
+    train_layout: TrainLayoutParams = TrainLayoutParams()
     evaluate: EvaluateParams = EvaluateParams()
     storage: StorageParams = StorageParams()
     orchestrate: OrchestrateParams = OrchestrateParams()
@@ -72,7 +74,7 @@ class Params(Section):
         fitted to the pipeline's autoencoder (ValueError naming the setting to change when it cannot be)."""
         p: TrainLDMParams = getattr(self, section)
         config = p.model_settings().apply_to(preset_config(p.preset))
-        if p.n_classes and config.conditioning.kind == "class":
+        if p.n_classes and config.conditioning.kind in ("class", "layout"):
             config = dataclasses.replace(config, conditioning=dataclasses.replace(config.conditioning, n_classes=p.n_classes))
         name = self.autoencoder.preset
         return paired_config(config, name, autoencoder_config(name), self.data.resolution)

@@ -13,7 +13,7 @@ from ldm.autoencoder.presets import preset_config as autoencoder_config
 if TYPE_CHECKING:
     from stages.params import Params
 
-LDM_SECTIONS = ("train_ldm", "train_sr")
+LDM_SECTIONS = ("train_ldm", "train_sr", "train_layout")
 
 
 def check_consistency(params: Params) -> list[str]:
@@ -50,6 +50,11 @@ def _ldm(params: Params, section: str) -> list[str]:
                         "pick one that concatenates the LR image, e.g. tiny-sr or bsr-sr-ldm4")
     if section == "train_ldm" and kind == "concat":
         problems.append(f"train_ldm.preset {p.preset!r} needs an LR image per latent; train it as train_sr.preset")
+    if (section == "train_layout") != (kind == "layout"):
+        problems.append(f"train_layout.preset {p.preset!r} is not a layout model (conditioning {kind!r}); pick one that "
+                        "reads boxes, e.g. tiny-layout, layout-openimages-ldm4 or layout-coco-ldm8"
+                        if section == "train_layout" else
+                        f"{section}.preset {p.preset!r} reads boxes; train it as train_layout.preset")
     if p.recipe.p_uncond > 0 and kind not in ("class", "text"):
         problems.append(f"{section}.recipe.p_uncond: {p.recipe.p_uncond} drops a condition that a {kind!r} model "
                         "does not have; set it to 0.0")

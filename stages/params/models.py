@@ -155,6 +155,16 @@ class TrainSRParams(TrainLDMParams):
     preset: str = Field("tiny-sr", description="tiny-sr | bsr-sr-ldm4")
 
 
+class TrainLayoutParams(TrainLDMParams):
+    """Stage `train_layout`: layout-to-image, the boxes of each latent's image as tokens (Sec. 4.3.1, D.2.1).
+
+    Takes the loop settings of `train_ldm` it does not set (stages.params.recipes.INHERITS).
+    """
+
+    preset: str = Field("tiny-layout", description="tiny-layout | layout-openimages-ldm4 | layout-coco-ldm8")
+    n_classes: int = Field(0, ge=0, le=100_000, description="box classes; 0: the preset's")
+
+
 SamplingParams = dataclass_section(SamplerSettings, "SamplingParams")
 
 

@@ -2,8 +2,8 @@
 
 A training section's values come, in order of precedence, from params.yaml (or a
 `--set`), from its preset's recipe (`ldm.*.recipes`, plus an LDM preset's own
-research settings under `model`), or from the section's defaults. `train_sr` also
-takes the loop settings of `train_ldm` it does not set (INHERITS). `resolve` does this
+research settings under `model`), or from the section's defaults. `train_sr` and
+`train_layout` also take the loop settings of `train_ldm` they do not set (INHERITS). `resolve` does this
 on the raw mapping before validation and says where every value it filled came from.
 """
 
@@ -21,7 +21,7 @@ from stages.params.models import PlacementParams, TrainingLoop
 
 FROM_PARAMS = "params.yaml"
 FROM_DEFAULT = "default"
-INHERITS = {"train_sr": "train_ldm"}  # section -> the section whose loop settings it takes (dvc.yaml lists both)
+INHERITS = {"train_sr": "train_ldm", "train_layout": "train_ldm"}  # section -> the section whose loop settings it takes (dvc.yaml lists both)
 # TrainingLoop's fields and where the processes run (ldm.placement.Placement)
 INHERITED_KEYS = (*TrainingLoop.model_fields, *PlacementParams.model_fields)
 
@@ -39,6 +39,7 @@ RECIPE_OF: dict[str, tuple[tuple[str, str], Callable[[str], dict[str, Any]], str
     "train_autoencoder": (("autoencoder", "preset"), _autoencoder_overlay, "kl-f4-tiny"),
     "train_ldm": (("train_ldm", "preset"), _ldm_overlay, "tiny-cond"),
     "train_sr": (("train_sr", "preset"), _ldm_overlay, "tiny-sr"),
+    "train_layout": (("train_layout", "preset"), _ldm_overlay, "tiny-layout"),
 }
 
 
