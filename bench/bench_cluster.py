@@ -42,7 +42,7 @@ def _degrade(raw: dict, images: Path, out: Path, workers: int, address: str = ""
 
 
 def _cache(raw: dict, data: Path, model: Path, out: Path, workers: int, address: str = "") -> float:
-    params = parse_params({**raw, "cache_latents": {"workers": workers, "threads": 1, "accelerator": "cpu"},
+    params = parse_params({**raw, "cache_latents": {"workers": workers, "threads": 1, "accelerator": "cpu", "label_maps": False},
                            "cluster": {"address": address}})
     start = time.perf_counter()
     cache_latents.run(params, cache_latents.Paths(data / "images", data / "serial" / "pairs", model, out / "latents",

@@ -49,7 +49,7 @@ from ldm.parallel import TaskLog, TaskRecord, map_tasks, task_pool
 from ldm.placement import is_launch_rank_zero
 from ldm.reports import write_json
 from ldm.storage.settings import S3Settings
-from stages.cli import arg, stage_main
+from stages.cli import arg, optional_arg, stage_main
 from stages.params import Params, lineage, to_config
 
 log = logging.getLogger("stages.cache_latents")
@@ -64,6 +64,8 @@ class Paths:
     model: Path = arg("the trained autoencoder folder")
     out: Location = arg("output latent cache folder or s3://bucket/prefix (shards + stats.json, written last)")
     report: Path = arg("output JSON: the scale factor and the statistics behind it")
+    label_maps: Location | None = optional_arg("folder or s3:// prefix of the label_maps stage's shards "
+                                               "(read when cache_latents.label_maps is true)")
 
 
 class ShardJobs(Dataset):
@@ -76,8 +78,9 @@ class ShardJobs(Dataset):
         return len(self.jobs)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        raws, x = read_shard_images(self.jobs[index].source, self.s3)
-        return {"name": self.jobs[index].name, "raws": raws, "x": x}
+        job = self.jobs[index]
+        raws, x = read_shard_images(job.source, self.s3)
+        return {"name": job.name, "raws": raws, "x": x, "label_maps": job.label_maps}
 
 
 class CacheModule(pl.LightningModule):
@@ -97,7 +100,7 @@ class CacheModule(pl.LightningModule):
     def predict_step(self, shard: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         keys = [raw[KEY] for raw in shard["raws"]]
         z = encode_shard(self.autoencoder, shard["x"].to(self.device), keys, self.settings)  # (N, D, h, w)
-        return {"name": shard["name"], "raws": shard["raws"], "z": z}
+        return {"name": shard["name"], "raws": shard["raws"], "z": z, "label_maps": shard["label_maps"]}
 
 
 class ShardWriter(BasePredictionWriter):
@@ -108,7 +111,8 @@ class ShardWriter(BasePredictionWriter):
         self.staging, self.settings = staging, settings
 
     def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any, *_: Any) -> None:
-        write_latent_shard(self.staging / prediction["name"], prediction["raws"], prediction["z"], self.settings)
+        write_latent_shard(self.staging / prediction["name"], prediction["raws"], prediction["z"], self.settings,
+                           prediction["label_maps"])
 
 
 def _jobs(paths: Paths, params: Params) -> list[ShardJob]:
@@ -116,6 +120,8 @@ def _jobs(paths: Paths, params: Params) -> list[ShardJob]:
     jobs = [ShardJob(url, name_of(url)) for url in remote.glob(paths.images, "*.tar")]
     if not jobs:
         raise InputNotFound(f"{paths.images}: no image shards; run the download stage first (dvc repro download)")
+    if params.cache_latents.label_maps:
+        jobs = _with_label_maps(jobs, paths.label_maps)
     if params.cache_latents.pairs:
         require_complete(paths.pairs, "degrade")
         pairs = remote.glob(paths.pairs, "*.tar")
@@ -123,6 +129,20 @@ def _jobs(paths: Paths, params: Params) -> list[ShardJob]:
             raise InputNotFound(f"{paths.pairs}: no pair shards; run `dvc repro degrade` or set cache_latents.pairs: false")
         jobs += [ShardJob(url, f"{PAIRS}/{name_of(url)}") for url in pairs]
     return jobs
+
+
+def _with_label_maps(jobs: list[ShardJob], folder: Location | None) -> list[ShardJob]:
+    """Each image shard's job with the label-map shard of its name (cache_latents.label_maps)."""
+    if folder is None:
+        raise InputNotFound("cache_latents.label_maps is true but no --label-maps folder was given; pass the "
+                            "label_maps stage's output (dvc.yaml) or set cache_latents.label_maps: false")
+    require_complete(folder, "label_maps")
+    found = {name_of(url): url for url in remote.glob(folder, "*.tar")}
+    missing = [job.name for job in jobs if job.name not in found]
+    if missing:
+        raise InputNotFound(f"{folder}: no label-map shard {missing[0]} for the image shard of that name; run "
+                            "`dvc repro label_maps` or set cache_latents.label_maps: false")
+    return [dataclasses.replace(job, label_maps=absolute(found[job.name])) for job in jobs]
 
 
 def on_task_pool(params: Params) -> bool:
@@ -150,7 +170,7 @@ def _encode_on_task_pool(params: Params, paths: Paths, jobs: list[ShardJob], sta
                          settings: EncodeSettings) -> TaskRecord:
     """Every shard as one task of the local pool or the Dask cluster; each worker loads the model once."""
     p, cluster, tasks = params.cache_latents, params.cluster, TaskLog()
-    work = [EncodeTask(ShardJob(absolute(job.source), job.name), str(staging.resolve()), str(paths.model.resolve()),
+    work = [EncodeTask(dataclasses.replace(job, source=absolute(job.source)), str(staging.resolve()), str(paths.model.resolve()),
                        settings, p.threads, remote.current()) for job in jobs]  # absolute paths: a worker's cwd is its own
     with task_pool(p.workers, cluster.address, cluster.timeout_s) as pool:
         for _ in map_tasks(pool, encode_shard_task, work, [job.name for job in jobs], retries=cluster.retries,

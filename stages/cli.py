@@ -30,6 +30,11 @@ def arg(help: str) -> Any:
     return dataclasses.field(metadata={"help": help})
 
 
+def optional_arg(help: str) -> Any:
+    """A `Paths` field that may be left out (None), an option that is not required."""
+    return dataclasses.field(default=None, metadata={"help": help})
+
+
 def setup_logging() -> None:
     """Plain `level: message` lines on stderr."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
@@ -64,13 +69,16 @@ def build_parser(paths_type: type, doc: str, prog: str) -> argparse.ArgumentPars
     hints = typing.get_type_hints(paths_type)
     for field in dataclasses.fields(paths_type):
         flag, help = f"--{field.name.replace('_', '-')}", field.metadata.get("help", "")
-        options = typing.get_args(hints[field.name]) if typing.get_origin(hints[field.name]) is typing.Literal else None
+        required, hint = field.default is dataclasses.MISSING, hints[field.name]
+        if not required:  # `X | None` of an optional_arg: X
+            hint = typing.Union[tuple(arg for arg in typing.get_args(hint) if arg is not type(None))]
+        options = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else None
         if options:
-            parser.add_argument(flag, dest=field.name, required=True, choices=options, help=help)
-        elif hints[field.name] == Location:
-            parser.add_argument(flag, dest=field.name, required=True, type=_location, metavar="PATH|URL", help=help)
+            parser.add_argument(flag, dest=field.name, required=required, choices=options, help=help)
+        elif hint == Location:
+            parser.add_argument(flag, dest=field.name, required=required, type=_location, metavar="PATH|URL", help=help)
         else:
-            parser.add_argument(flag, dest=field.name, required=True, type=Path, metavar="PATH", help=help)
+            parser.add_argument(flag, dest=field.name, required=required, type=Path, metavar="PATH", help=help)
     return parser
 
 

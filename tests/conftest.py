@@ -114,7 +114,8 @@ def ldm_inputs(tmp_path_factory) -> Path:
     degrade.run(parse_params({"data": data, "degrade": {"workers": 1, "grid_pairs": 2}}),
                 degrade.Paths(out / "images", out / "pairs", out / "degrade.json", out / "degrade.png"))
     _save_autoencoder(out / "models" / "autoencoder", "kl-f4-tiny")
-    cache_latents.run(parse_params({"data": data, "cache_latents": {"accelerator": "cpu", "devices": 1, "threads": 1}}),
+    cache_latents.run(parse_params({"data": data, "cache_latents": {"accelerator": "cpu", "devices": 1, "threads": 1,
+                                                                      "label_maps": False}}),
                       cache_latents.Paths(out / "images", out / "pairs", out / "models" / "autoencoder", out / "latents",
                                           out / "cache.json"))
     return out

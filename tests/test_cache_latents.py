@@ -38,7 +38,7 @@ def inputs(tmp_path_factory, save_autoencoder) -> Path:
 
 def _run(inputs: Path, out: Path, model: str = "kl", cluster: dict | None = None, **cache) -> dict:
     params = parse_params({"data": DATA, "cluster": cluster or {},
-                           "cache_latents": {"batch_size": 16, "accelerator": "cpu", "devices": 1, **cache}})
+                           "cache_latents": {"batch_size": 16, "accelerator": "cpu", "devices": 1, "label_maps": False, **cache}})
     return run(params, Paths(inputs / "images", inputs / "pairs", inputs / model, out / "latents", out / "report.json"))
 
 
@@ -166,7 +166,7 @@ def test_corrupt_shard_names_shard_and_key(inputs, tmp_path, damage):
     else:  # a copy cut short
         data = data[: len(data) // 2 + 777]  # mid-member
     first.write_bytes(bytes(data))
-    params = parse_params({"data": DATA, "cache_latents": {"accelerator": "cpu", "devices": 1, "pairs": False}})
+    params = parse_params({"data": DATA, "cache_latents": {"accelerator": "cpu", "devices": 1, "pairs": False, "label_maps": False}})
     with pytest.raises(Exception, match="train-000000.tar: sample"):
         run(params, Paths(broken, tmp_path / "no-pairs", inputs / "kl", tmp_path / "latents", tmp_path / "report.json"))
     assert not (tmp_path / "latents").exists()
@@ -187,7 +187,7 @@ def test_missing_autoencoder_is_a_clear_cli_error(inputs, tmp_path):
 def test_two_cpu_processes_write_the_same_bytes(inputs, tmp_path):
     """Lightning DDP over 2 CPU processes, shards split by rank: the same cache as one process."""
     single = _run(inputs, tmp_path / "one", threads=1)  # same threads per process: same float rounding
-    params = {"data": DATA, "cache_latents": {"batch_size": 16, "accelerator": "cpu", "devices": 2, "strategy": "ddp",
+    params = {"data": DATA, "cache_latents": {"batch_size": 16, "accelerator": "cpu", "devices": 2, "strategy": "ddp", "label_maps": False,
                                               "threads": 1}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = subprocess.run([sys.executable, "-m", "stages.cache_latents", "--params", str(tmp_path / "params.yaml"),

@@ -127,8 +127,8 @@ def test_an_ldm_param_does_not_rerun_the_cache(repo):
 
 
 @pytest.mark.parametrize("module,stale", [
-    ("ldm/data/schema.py", {"download", "degrade", "masks", "train_autoencoder", "cache_latents", "train_ldm", "train_sr", "evaluate"}),
-    ("stages/params/base.py", {"download", "degrade", "masks", "train_autoencoder", "cache_latents", "train_ldm", "train_sr", "evaluate"}),
+    ("ldm/data/schema.py", {"download", "degrade", "masks", "label_maps", "train_autoencoder", "cache_latents", "train_ldm", "train_sr", "evaluate"}),
+    ("stages/params/base.py", {"download", "degrade", "masks", "label_maps", "train_autoencoder", "cache_latents", "train_ldm", "train_sr", "evaluate"}),
     ("ldm/latent_diffusion/unet.py", {"train_ldm", "train_sr", "evaluate"}),
 ])
 def test_an_edit_to_code_a_stage_runs_makes_it_stale(repo, module, stale):

@@ -27,7 +27,7 @@ from stages.params import parse_params
 
 DATA = {"resolution": 32, "shard_size": 10}
 DOWNLOAD = {"embedded": {"train_crops": 24, "val_crops": 8}}
-CACHE = {"batch_size": 8, "accelerator": "cpu", "devices": 1, "threads": 1}
+CACHE = {"batch_size": 8, "accelerator": "cpu", "devices": 1, "threads": 1, "label_maps": False}
 TRAIN = {"steps": 2, "batch_size": 4, "val_every": 2, "checkpoint_every": 2, "threads": 1, "shuffle_buffer": 20}
 
 

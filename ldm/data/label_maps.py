@@ -208,6 +208,31 @@ def crop_resize_label_map(label_map: np.ndarray, box: tuple[int, int, int], reso
     return resize_nearest(label_map[top : top + size, left : left + size], (resolution, resolution))
 
 
+# ----------------------------------------------------------------------------- storage in shards
+
+_STORED_SHIFT = 1  # seg.png holds id + 1: 0 is IGNORE_INDEX, 1..65535 are ids 0..65534
+MAX_STORED_ID = np.iinfo(np.uint16).max - _STORED_SHIFT
+
+
+def encode_label_map(label_map: np.ndarray) -> bytes:
+    """[H x W] ids (IGNORE_INDEX or 0..MAX_STORED_ID) -> a 16-bit PNG of id + 1 (same ids give the same bytes)."""
+    if label_map.ndim != 2 or label_map.size == 0:
+        raise ValueError(f"a label map is a non-empty [H x W] array, got shape {label_map.shape}")
+    if int(label_map.min()) < IGNORE_INDEX or int(label_map.max()) > MAX_STORED_ID:
+        raise ValueError(f"label ids must lie in {IGNORE_INDEX}..{MAX_STORED_ID}, "
+                         f"got {int(label_map.min())}..{int(label_map.max())}")
+    buffer = io.BytesIO()
+    stored = (label_map.astype(np.int64) + _STORED_SHIFT).astype(np.uint16)
+    Image.fromarray(stored).save(buffer, format="PNG", optimize=False, compress_level=6)
+    return buffer.getvalue()
+
+
+def decode_stored_label_map(data: bytes) -> np.ndarray:
+    """`encode_label_map`'s PNG bytes -> [H x W] int64 ids, IGNORE_INDEX where unlabelled."""
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image, dtype=np.int64) - _STORED_SHIFT
+
+
 def check_matches_image(label_map: np.ndarray, image: np.ndarray, source: str) -> None:
     """Raise unless the [H x W] map and the [H x W x 3] image have the same height and width."""
     if label_map.shape[:2] != image.shape[:2]:

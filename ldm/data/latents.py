@@ -3,11 +3,14 @@
 Latent shards hold `LatentSample`s (ldm.data.schema). Batches are dicts that
 `ldm.latent_diffusion.LDMTrainingModule` reads: "z" [N x C x h x w] already
 multiplied by the scale factor, "label" [N] long, "caption" list[str] and, for
-super-resolution pairs, "lr" [N x 3 x H x W] in [-1, 1] (the concat key).
+super-resolution pairs, "lr" [N x 3 x H x W] in [-1, 1] (the concat key); with label maps
+(stage label_maps), "label_map" [N x H x W] long ids (IGNORE_INDEX unlabelled) and "layout"
+list[str] (each the Layout's JSON).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -23,7 +26,7 @@ from ldm.data.schema import LatentSample, RawSample
 
 
 def latent_sample(raw: RawSample, scale_factor: float) -> dict[str, Any]:
-    """One raw shard sample -> {"z", "label", "caption"[, "lr"]} (see the module docstring)."""
+    """One raw shard sample -> {"z", "label", "caption"[, "lr"][, "label_map", "layout"]} (the module docstring)."""
     sample = LatentSample.decode(raw)
     out: dict[str, Any] = {
         "z": torch.from_numpy(np.asarray(sample.latent, dtype=np.float32)) * scale_factor,  # (C, h, w)
@@ -32,6 +35,10 @@ def latent_sample(raw: RawSample, scale_factor: float) -> dict[str, Any]:
     }
     if sample.lr is not None:
         out["lr"] = to_tensor(sample.lr)  # (3, H, W)
+    if sample.label_map is not None:
+        out["label_map"] = torch.from_numpy(sample.label_map.astype(np.int64))  # (H, W)
+    if sample.layout is not None:
+        out["layout"] = json.dumps(sample.layout.to_dict())
     return out
 
 

@@ -10,12 +10,15 @@ field name is written; stages and loaders use the typed samples below.
 | `lr.png`     | pair, latent (SR pairs)  | the degraded low-resolution image (PNG)                 |
 | `latent.npy` | latent                   | the autoencoder's latent [C x h x w], unscaled, `.npy`  |
 | `mask.png`   | mask                     | the inpainting mask [H x W], 1 = hole, as a 1-bit PNG   |
+| `seg.png`    | label map, latent        | the label map [H x W], 16-bit PNG of id + 1 (0: unlabelled) |
+| `layout.json`| label map, latent        | the boxes of the image, `ldm.data.layouts.Layout` JSON  |
 | `cls`        | all but mask             | class id, ASCII decimal                                 |
 | `txt`        | all but mask             | caption, UTF-8                                          |
 | `json`       | all                      | metadata, canonical JSON (sorted keys, no spaces)       |
 
 A mask sample has the key of the image it belongs to and lies in the mask shard
 of the same name as the image's shard, in the same order: the two zip by key.
+A label map sample lies beside its image the same way.
 
 Keys carry no dot (webdataset splits the member name at the first one).
 """
@@ -32,6 +35,8 @@ import numpy as np
 from PIL import Image
 
 from ldm.data.images import encode_png
+from ldm.data.label_maps import decode_stored_label_map, encode_label_map
+from ldm.data.layouts import Layout
 
 KEY = "__key__"  # webdataset's name for the sample key
 
@@ -44,6 +49,8 @@ class Field(StrEnum):
     LR = "lr.png"
     LATENT = "latent.npy"
     MASK = "mask.png"
+    SEG = "seg.png"
+    LAYOUT = "layout.json"
     LABEL = "cls"
     CAPTION = "txt"
     META = "json"
@@ -185,12 +192,15 @@ class LatentSample:
     caption: str
     meta: dict[str, Any] = field(default_factory=dict)
     lr: np.ndarray | None = None
+    label_map: np.ndarray | None = None  # [H x W] ids at image resolution (stage label_maps), IGNORE_INDEX unlabelled
+    layout: Layout | None = None  # the image's boxes (stage label_maps)
 
     def encode(self) -> RawSample:
         """Tar member bytes by field."""
         raw = {**_encode_common(self), Field.LATENT.value: encode_npy(self.latent)}
         if self.lr is not None:
             raw[Field.LR.value] = encode_png(self.lr)
+        raw.update(_encode_label_map_fields(self.label_map, self.layout))
         return raw
 
     @classmethod
@@ -198,7 +208,7 @@ class LatentSample:
         """A tar sample -> LatentSample."""
         require(raw, *cls.FIELDS)
         lr = decode_png(raw[Field.LR]) if Field.LR in raw else None
-        return cls(latent=decode_npy(raw[Field.LATENT]), lr=lr, **_common(raw))
+        return cls(latent=decode_npy(raw[Field.LATENT]), lr=lr, **_common(raw), **_decode_label_map_fields(raw))
 
     @classmethod
     def of_source(cls, raw: RawSample, latent: np.ndarray, **meta: Any) -> LatentSample:
@@ -240,6 +250,47 @@ class MaskSample:
         meta = json.loads(raw[Field.META])
         kind, coverage = meta.pop("kind"), meta.pop("coverage")
         return cls(key=raw[KEY], mask=decode_mask(raw[Field.MASK]), kind=kind, coverage=coverage, meta=meta)
+
+
+def _encode_label_map_fields(label_map: np.ndarray | None, layout: Layout | None) -> RawSample:
+    """`seg.png` and `layout.json` of the ones given."""
+    raw: RawSample = {}
+    if label_map is not None:
+        raw[Field.SEG.value] = encode_label_map(label_map)
+    if layout is not None:
+        raw[Field.LAYOUT.value] = encode_json(layout.to_dict())
+    return raw
+
+
+def _decode_label_map_fields(raw: RawSample) -> dict[str, Any]:
+    """{"label_map", "layout"} of a tar sample, None where absent."""
+    label_map = decode_stored_label_map(raw[Field.SEG]) if Field.SEG in raw else None
+    layout = Layout.from_dict(json.loads(raw[Field.LAYOUT])) if Field.LAYOUT in raw else None
+    return {"label_map": label_map, "layout": layout}
+
+
+@dataclass(frozen=True)
+class LabelMapSample:
+    """A label map and layout (stage label_maps): label_map [H x W] int64 ids of the image with this key, at its
+    resolution (IGNORE_INDEX unlabelled), its boxes, and `meta` (where the map and boxes came from)."""
+
+    FIELDS: ClassVar[tuple[Field, ...]] = (Field.SEG, Field.LAYOUT, Field.META)
+
+    key: str
+    label_map: np.ndarray
+    layout: Layout
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> RawSample:
+        """Tar member bytes by field."""
+        return {KEY: self.key, **_encode_label_map_fields(self.label_map, self.layout),
+                Field.META.value: encode_json(self.meta)}
+
+    @classmethod
+    def decode(cls, raw: RawSample) -> LabelMapSample:
+        """A tar sample -> LabelMapSample."""
+        require(raw, *cls.FIELDS)
+        return cls(key=raw[KEY], meta=json.loads(raw[Field.META]), **_decode_label_map_fields(raw))
 
 
 def image_of(raw: RawSample) -> np.ndarray:

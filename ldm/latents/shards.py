@@ -22,6 +22,7 @@ from ldm.data.loader import to_tensor
 from ldm.data.schema import KEY, LatentSample, RawSample, image_of
 from ldm.data.shards import ShardInfo, read_shards, write_shard
 from ldm.errors import InvalidInput
+from ldm.label_maps.pairing import attach_label_maps
 from ldm.latents.config import LatentDtype, Posterior
 from ldm.latents.encode import encode_latents
 from ldm.storage.settings import S3Settings
@@ -33,6 +34,7 @@ class ShardJob:
 
     source: str
     name: str  # "train-000000.tar" or "pairs/train-000000.tar"
+    label_maps: str = ""  # the label-map shard zipped in by key (stage label_maps); "" = none
 
 
 @dataclass(frozen=True)
@@ -70,12 +72,17 @@ def encode_shard(model: Autoencoder, x: torch.Tensor, keys: list[str], settings:
     return z.cpu().numpy()
 
 
-def write_latent_shard(path: Path, raws: list[RawSample], z: np.ndarray, settings: EncodeSettings) -> ShardInfo:
-    """The latent shard at `path` (folders made): each raw sample with its latent, stored as `settings.dtype`."""
+def write_latent_shard(path: Path, raws: list[RawSample], z: np.ndarray, settings: EncodeSettings,
+                       label_maps: str = "", s3: S3Settings | None = None) -> ShardInfo:
+    """The latent shard at `path` (folders made): each raw sample with its latent, stored as `settings.dtype`,
+    and with its label map and layout when `label_maps` names the label-map shard (`s3`: its client settings)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     dtype = np.dtype(settings.dtype)
-    return write_shard(path, (LatentSample.of_source(raw, latent.astype(dtype), autoencoder_sha256=settings.autoencoder_sha256)
-                              for raw, latent in zip(raws, z)))
+    samples = (LatentSample.of_source(raw, latent.astype(dtype), autoencoder_sha256=settings.autoencoder_sha256)
+               for raw, latent in zip(raws, z))
+    if label_maps:
+        samples = attach_label_maps(samples, label_maps, s3)
+    return write_shard(path, samples)
 
 
 @dataclass(frozen=True)
@@ -102,4 +109,4 @@ def encode_shard_task(task: EncodeTask) -> ShardInfo:
     model = _autoencoder(task.model, task.settings.autoencoder_sha256)
     raws, x = read_shard_images(task.job.source, task.s3)
     z = encode_shard(model, x, [raw[KEY] for raw in raws], task.settings)
-    return write_latent_shard(Path(task.out) / task.job.name, raws, z, task.settings)
+    return write_latent_shard(Path(task.out) / task.job.name, raws, z, task.settings, task.job.label_maps, task.s3)

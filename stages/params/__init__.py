@@ -25,6 +25,7 @@ from ldm.latent_diffusion.presets import preset_config
 from ldm.latent_diffusion.settings import paired_config
 from stages.params.base import ParamsError, Section, dataclass_section, describe, to_config
 from stages.params.data import ADDRESS_ENV, ClusterParams, DataParams, DegradeParams, DownloadParams, MasksParams
+from stages.params.data import LabelMapsParams
 from stages.params.checks import check_consistency
 from stages.params.models import (
     AutoencoderParams,
@@ -52,6 +53,7 @@ class Params(Section):
     download: DownloadParams = DownloadParams()
     degrade: DegradeParams = DegradeParams()
     masks: MasksParams = MasksParams()
+    label_maps: LabelMapsParams = LabelMapsParams()
     autoencoder: AutoencoderParams = AutoencoderParams()
     train_autoencoder: TrainAutoencoderParams = TrainAutoencoderParams()
     cache_latents: CacheLatentsParams = CacheLatentsParams()

@@ -1,4 +1,4 @@
-"""params.yaml sections of the data stages: the shared `data` settings, `download`, `degrade` and `masks`."""
+"""params.yaml sections of the data stages: the shared `data` settings, `download`, `degrade`, `masks` and `label_maps`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from ldm.degradation.variants import Scale, VariantName
+from ldm.label_maps.config import IDS_IGNORE_RAW, BoxSource, FolderFormat, LabelMapConfig, MapSource
 from ldm.masks.config import MaskConfig, check_proportions
 from stages.params.base import Section
 
@@ -123,3 +124,49 @@ class ClusterParams(Section):
     address: str = Field("", description='"" = local processes; a Dask scheduler (tcp://host:8786) or its scheduler file')
     timeout_s: float = Field(30.0, gt=0.0, le=3600.0, description="seconds to wait for the scheduler")
     retries: int = Field(2, ge=0, le=20, description="more attempts of a task that failed on I/O, the network or a lost worker")
+
+
+class LabelMapFolderParams(Section):
+    """source folder: a PNG label map per image, at the image's path below download.folder.path, with .png."""
+
+    path: str = "data/source/label_maps"
+    format: FolderFormat = Field("coco-stuff", description="coco-stuff (182 classes, 255 unlabelled) | ade20k "
+                                 "(150 classes, 0 unlabelled) | ids (raw value = id, 255 unlabelled)")
+    n_classes: int = Field(0, ge=0, le=IDS_IGNORE_RAW, description="format ids: the number of classes")
+
+
+class LabelMapBoxesParams(Section):
+    """Where each image's boxes come from."""
+
+    source: BoxSource = Field("label_map", description="label_map (a STAND-IN: a box per region) | coco | openimages")
+    path: str = Field("", description="coco: the instances JSON; openimages: the boxes CSV")
+    descriptions: str = Field("", description="openimages: the class-descriptions CSV; empty: classes are the MIDs")
+    min_area: int = Field(64, ge=1, description="px at the crop's resolution; smaller boxes (regions) are left out")
+    keep_groups: bool = Field(True, description="keep COCO iscrowd / OpenImages IsGroupOf boxes")
+
+
+class LabelMapsParams(Section):
+    """Stage `label_maps`: a label map and a layout beside each image (Sec. 4.3.1, 4.3.2)."""
+
+    source: MapSource = Field("embedded", description="embedded: a seeded STAND-IN map per crop | folder")
+    n_regions: int = Field(8, ge=2, le=256, description="embedded: stand-in classes per map")
+    position_weight: float = Field(0.5, ge=0.0, le=10.0, description="embedded: pixel position beside colour")
+    seed: int = Field(0, ge=0, description="per-map seeds are hashed from this and the sample key")
+    folder: LabelMapFolderParams = LabelMapFolderParams()
+    boxes: LabelMapBoxesParams = LabelMapBoxesParams()
+    workers: int = Field(2, ge=1, le=64, description="processes, one shard each; the output does not depend on it")
+    runtime = frozenset({"workers"})
+    grid_images: int = Field(8, ge=1, le=256, description="val rows image | label map | boxes in reports/label_maps.png")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LabelMapsParams:
+        self.config()  # the library's own checks (folder format classes, box sources)
+        return self
+
+    def config(self) -> LabelMapConfig:
+        """The library's configuration of the maps and boxes."""
+        return LabelMapConfig(source=self.source, n_regions=self.n_regions, position_weight=self.position_weight,
+                              seed=self.seed, folder=self.folder.path, format=self.folder.format,
+                              n_classes=self.folder.n_classes, boxes=self.boxes.source, boxes_path=self.boxes.path,
+                              descriptions=self.boxes.descriptions, min_area=self.boxes.min_area,
+                              keep_groups=self.boxes.keep_groups)

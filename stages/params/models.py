@@ -100,6 +100,7 @@ class CacheLatentsParams(Loading, Placed):
     dtype: LatentDtype = "float16"
     batch_size: int = Field(64, ge=1, le=4096, description="images per encoder call")
     pairs: bool = Field(True, description="also cache the degrade stage's HR latents with their LR images")
+    label_maps: bool = Field(True, description="zip the label_maps stage's maps and layouts into the image latents")
     scale_rule: ScaleRule = Field("auto", description="auto: 1/dataset std for KL, 1.0 for VQ")
     scale_value: float = Field(1.0, gt=0.0, description="the factor when scale_rule is fixed")
     std_tolerance: float = Field(0.02, gt=0.0, le=1.0, description="warn when the scaled std is further than this from 1")
