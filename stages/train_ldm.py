@@ -1,9 +1,10 @@
-"""Stages `train_ldm` and `train_sr`: cached latents -> a latent diffusion model (Eq. 2, Sec. 3.3, D.1).
+"""Stages `train_ldm`, `train_sr` and `train_layout`: cached latents -> a latent diffusion model (Eq. 2, Sec. 3.3, D.1).
 
 Trains the section's preset with Lightning on the cached latents multiplied by
 the scale factor measured in the cache's `stats.json` (never a constant); the
 factor becomes a field of the model's config. `--section train_sr` trains on the
-pair latents (`pairs/` of the cache), the LR image concatenated to the input.
+pair latents (`pairs/` of the cache), the LR image concatenated to the input;
+`--section train_layout` on the image latents with their layouts (boxes, Sec. 4.3.1).
 Writes the model folder (the EMA weights, `config.json` with the model config and
 where it came from, the tokenizer of a text model), a metrics JSON and a loss CSV.
 """
@@ -38,7 +39,7 @@ from ldm.latent_diffusion.config import LDMConfig
 from ldm.latent_diffusion.lightning_module import LDMTrainingModule
 from ldm.latent_diffusion.model import LatentDiffusionModel
 from ldm.latents.stats import PAIRS, LatentStats, read_stats
-from ldm.model_dir import LDM, LDM_SR
+from ldm.model_dir import LDM, LDM_LAYOUT, LDM_SR
 from ldm.reports import write_json
 from ldm.storage.settings import S3Settings
 from ldm.trainer import make_trainer, resume_path, write_curves
@@ -59,7 +60,11 @@ class Paths:
     checkpoints: Path = arg("resumable Lightning checkpoints (kept across runs)")
     metrics: Path = arg("output JSON: losses and lineage")
     curves: Path = arg("output CSV: training loss per step")
-    section: Literal["train_ldm", "train_sr"] = arg("params section: train_ldm (image latents) or train_sr (SR pairs)")
+    section: Literal["train_ldm", "train_sr", "train_layout"] = arg(
+        "params section: train_ldm (image latents), train_sr (SR pairs) or train_layout (image latents with boxes)")
+
+
+MODEL_NAMES = {"train_ldm": LDM, "train_sr": LDM_SR, "train_layout": LDM_LAYOUT}  # the MODEL_DIR folder each writes
 
 
 def _config(params: Params, section: str, stats: LatentStats, first: LatentSample, ae_hash: str) -> LDMConfig:
@@ -80,16 +85,26 @@ def _config(params: Params, section: str, stats: LatentStats, first: LatentSampl
 
 
 def _check_labels(config: LDMConfig, shards: list[str], section: str) -> list[str]:
-    """Class ids within range and captions present, as the conditioning needs; the captions come back."""
-    kind, captions, top = config.conditioning.kind, [], -1
+    """Class ids within range, captions and layouts present, as the conditioning needs; the captions come back."""
+    kind, captions, top, box_top, without_layout = config.conditioning.kind, [], -1, -1, 0
     for sample in map(LatentSample.decode, read_shards(shards)):
         top = max(top, sample.label)
         captions.append(sample.caption)
+        if sample.layout is None:
+            without_layout += 1
+        else:
+            box_top = max([box_top, *(box.class_id for box in sample.layout.boxes)])
     if kind == "class" and top >= config.conditioning.n_classes:
         raise InvalidInput(f"the cache has class ids up to {top}, {section}.preset {config.conditioning.n_classes} "
                            f"classes; set {section}.n_classes: {top + 1}")
     if kind == "text" and not any(c.strip() for c in captions):
         raise InvalidInput(f"{section}.preset is text-conditioned but every caption in the cache is empty")
+    if kind == "layout" and without_layout:
+        raise InvalidInput(f"{without_layout} of {len(captions)} cached latents have no layout; set "
+                           "cache_latents.label_maps: true and re-run `dvc repro cache_latents` (boxes from label_maps)")
+    if kind == "layout" and box_top >= config.conditioning.n_classes:
+        raise InvalidInput(f"the cache's layouts have box class ids up to {box_top}, {section}.preset "
+                           f"{config.conditioning.n_classes} classes; set {section}.n_classes: {box_top + 1}")
     return captions
 
 
@@ -97,8 +112,7 @@ def _model(p: TrainLDMParams, section: str, config: LDMConfig, tokenizer: Any) -
     """Fresh weights, or those of `init_from` (and a text model's own vocabulary): (model, init hash, tokenizer)."""
     if not p.init_from:
         return LatentDiffusionModel(config), "", tokenizer
-    name = LDM_SR if section == "train_sr" else LDM  # the MODEL_DIR folder this stage writes
-    model, init_hash, init_tokenizer = init_ldm(Path(p.init_from), name, config, f"{section}.init_from")
+    model, init_hash, init_tokenizer = init_ldm(Path(p.init_from), MODEL_NAMES[section], config, f"{section}.init_from")
     return model, init_hash, init_tokenizer or tokenizer  # a text model keeps the vocabulary its weights were trained with
 
 

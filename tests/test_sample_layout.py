@@ -80,5 +80,5 @@ def test_drawn_boxes_and_the_titled_columns():
     samples = torch.zeros(1, 3, 3, 64, 96, dtype=torch.uint8)  # (L, S, 3, H, W)
     val = ValLayout("street", STREET, np.full((32, 48, 3), 9, np.uint8))
     columns = layout_columns([val], samples, [0, 1, 2], boxes_title="boxes (stand-in)")
-    assert list(columns) == ["boxes (stand-in)", "real image", "sample, seed 0", "sample, seed 1", "sample, seed 2"]
-    assert all(column.shape == (1, 64, 96, 3) for column in columns.values())
+    assert list(columns) == ["boxes (stand-in)", "real image", "seed 0", "seed 1", "seed 2"]
+    assert all(column.shape == (1, 128, 192, 3) for column in columns.values())  # enlarged x2 to a 128 px side

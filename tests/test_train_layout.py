@@ -3,17 +3,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import math
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from ldm.data.layouts import Box, Layout
-from ldm.latent_diffusion import LatentDiffusionModel, LDMTrainingModule, TrainConfig, preset_config
+from ldm.data.schema import LatentSample
+from ldm.data.shards import read_shards, write_shard
+from ldm.errors import InvalidInput
+from ldm.latent_diffusion import LatentDiffusionModel, LDMTrainingModule, TrainConfig, load_ldm, preset_config
+from stages import evaluate_layout, train_ldm
 from stages.params import ParamsError, parse_params
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _quiet():
+    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
 
 
 def _layout_json(key: str, boxes: tuple[Box, ...]) -> str:
@@ -50,3 +64,75 @@ def test_train_layout_params_inherit_the_loop_and_check_the_preset():
         parse_params({"train_ldm": {"preset": "tiny-layout"}})
     with pytest.raises(ParamsError, match="train_layout.recipe.p_uncond"):
         parse_params({"train_layout": {"recipe": {"p_uncond": 0.1}}})
+    with pytest.raises(ParamsError, match=r"train_layout.n_classes: .* ids up to 11, .* set train_layout.n_classes: 12"):
+        parse_params({"label_maps": {"n_regions": 12}})  # the stand-in's regions are the boxes' classes
+    assert parse_params({"label_maps": {"n_regions": 12}, "train_layout": {"n_classes": 12}}).train_layout.n_classes == 12
+    with pytest.raises(ParamsError, match="evaluate_layout.sampling.guidance_scale: 2.0, but layout models"):
+        parse_params({"evaluate_layout": {"sampling": {"guidance_scale": 2.0}}})
+
+
+# ----------------------------------------------------------------------------- the stages on a cache with layouts
+
+DATA = {"resolution": 64, "shard_size": 40}  # as conftest.ldm_inputs
+SHORT = {"steps": 6, "batch_size": 8, "val_every": 6, "checkpoint_every": 6, "threads": 1, "shuffle_buffer": 20}
+
+
+def _random_layout(key: str, classes: int) -> Layout:
+    """Up to 5 seeded boxes for a sample key, class ids below `classes`."""
+    g = torch.Generator().manual_seed(sum(map(ord, key)))
+    boxes = []
+    for _ in range(int(torch.randint(1, 6, (1,), generator=g))):
+        x, y = sorted(torch.rand(2, generator=g).tolist()), sorted(torch.rand(2, generator=g).tolist())
+        boxes.append(Box(int(torch.randint(classes, (1,), generator=g)), x[0], y[0], x[1], y[1]))
+    return Layout(key, 64, 64, tuple(boxes))
+
+
+def _with_layouts(latents: Path, out: Path, classes: int = 8) -> Path:
+    """A copy of a latent cache whose samples carry layouts (LatentSample.layout, tar field layout.json)."""
+    shutil.copytree(latents, out)
+    for shard in sorted(out.glob("*.tar")):
+        samples = [dataclasses.replace(s, layout=_random_layout(s.key, classes))
+                   for s in map(LatentSample.decode, read_shards([shard]))]
+        write_shard(shard, samples)
+    return out
+
+
+@pytest.fixture(scope="module")
+def cache(ldm_inputs, tmp_path_factory) -> Path:
+    """ldm_inputs with a latent cache of layouts beside the plain one."""
+    _with_layouts(ldm_inputs / "latents", ldm_inputs / "latents_layouts")
+    return ldm_inputs
+
+
+def _paths(cache: Path, out: Path, latents: str = "latents_layouts") -> train_ldm.Paths:
+    return train_ldm.Paths(cache / latents, cache / "models" / "autoencoder", out / "models" / "ldm_layout",
+                           out / "ckpt", out / "metrics.json", out / "loss.csv", "train_layout")
+
+
+def test_train_layout_then_evaluate_layout(cache, tmp_path):
+    metrics = train_ldm.run(parse_params({"data": DATA, "train_layout": SHORT}), _paths(cache, tmp_path))
+    assert metrics["train"]["batches"] == 6 and math.isfinite(metrics["loss"]["first_10pct"] or 0.0)
+    assert all(math.isfinite(v) for v in metrics["val"].values()) and "val/loss" in metrics["val"]
+    loaded = load_ldm(tmp_path / "models" / "ldm_layout")
+    assert loaded.model.config.conditioning.kind == "layout" and list(loaded.card.lineage["params"]) == ["train_layout"]
+    shutil.copytree(cache / "models" / "autoencoder", tmp_path / "models" / "autoencoder")
+    params = parse_params({"data": DATA, "evaluate_layout": {"layouts": 3, "seeds": 2, "sampling": {"steps": 2}}})
+    out = evaluate_layout.run(params, evaluate_layout.Paths(tmp_path / "models", cache / "latents_layouts",
+                                                             cache / "images", tmp_path / "eval.json",
+                                                             tmp_path / "reports"))
+    assert out["seeds"] == [0, 1] and len(out["layouts"]) == 3 and out["size"] == [64, 64]
+    with Image.open(tmp_path / "reports" / evaluate_layout.PICTURE) as picture:
+        assert picture.width > 4 * 64 and picture.height > 3 * 64  # 4 columns of 3 rows
+    assert json.loads((tmp_path / "eval.json").read_text())["lineage"]["inputs_sha256"]["model"]
+
+
+def test_a_cache_without_layouts_names_the_setting(cache, tmp_path):
+    with pytest.raises(InvalidInput, match="have no layout; set cache_latents.label_maps: true"):
+        train_ldm.run(parse_params({"data": DATA, "train_layout": SHORT}), _paths(cache, tmp_path, "latents"))
+
+
+def test_box_classes_beyond_the_model_name_the_key(cache, tmp_path):
+    # params say the boxes have 4 classes (so the params check passes); the cache's boxes have ids up to 7
+    params = parse_params({"data": DATA, "label_maps": {"n_regions": 4}, "train_layout": {**SHORT, "n_classes": 4}})
+    with pytest.raises(InvalidInput, match=r"box class ids up to 7, .* set train_layout.n_classes: 8"):
+        train_ldm.run(params, _paths(cache, tmp_path))

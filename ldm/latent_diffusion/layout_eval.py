@@ -70,13 +70,17 @@ def sample_layouts(loaded: LoadedLDM, decode: Decoder, layouts: Sequence[Layout]
     return rearrange(images, "(l s) c h w -> l s c h w", s=len(seeds))
 
 
-def layout_columns(vals: Sequence[ValLayout], samples: torch.Tensor, seeds: Sequence[int],
-                   boxes_title: str = "boxes", names: Sequence[str] = ()) -> dict[str, np.ndarray]:
+def layout_columns(vals: Sequence[ValLayout], samples: torch.Tensor, seeds: Sequence[int], boxes_title: str = "boxes",
+                   names: Sequence[str] = (), least_side: int = 128) -> dict[str, np.ndarray]:
     """Titled columns for `save_titled_columns`: the boxes drawn on a blank canvas | the real image | one column
-    per seed; samples [L x S x 3 x H x W] uint8 set the tile size (the real image is resized to it)."""
+    per seed. Samples [L x S x 3 x H x W] uint8 set the tile size, enlarged by a whole factor (nearest, every pixel
+    kept) until its shorter side is at least `least_side`, so titles and class labels stay readable."""
     height, width = samples.shape[-2:]
-    columns = {boxes_title: np.stack([draw_layout(v.layout, height, width, names) for v in vals]),
-               "real image": np.stack([resize_bicubic(v.image, (height, width)) for v in vals])}
+    zoom = max(1, -(-least_side // min(height, width)))
+    size = (height * zoom, width * zoom)
+    samples = samples.repeat_interleave(zoom, dim=-2).repeat_interleave(zoom, dim=-1)  # (L, S, 3, zH, zW)
+    columns = {boxes_title: np.stack([draw_layout(v.layout, *size, names) for v in vals]),
+               "real image": np.stack([resize_bicubic(v.image, size) for v in vals])}
     for index, seed in enumerate(seeds):
-        columns[f"sample, seed {seed}"] = rearrange(samples[:, index], "l c h w -> l h w c").numpy()
+        columns[f"seed {seed}"] = rearrange(samples[:, index], "l c h w -> l h w c").numpy()
     return columns

@@ -30,6 +30,7 @@ from stages.params.checks import check_consistency
 from stages.params.models import (
     AutoencoderParams,
     CacheLatentsParams,
+    EvaluateLayoutParams,
     EvaluateParams,
     SamplingParams,
     TrainAutoencoderParams,
@@ -40,7 +41,8 @@ from stages.params.models import (
 from stages.params.recipes import preset_recipe, resolve
 from stages.params.storage import OrchestrateParams, StorageParams
 
-__all__ = ["ADDRESS_ENV", "AutoencoderParams", "CacheLatentsParams", "ClusterParams", "DataParams", "DegradeParams", "DownloadParams", "EvaluateParams",
+__all__ = ["ADDRESS_ENV", "AutoencoderParams", "CacheLatentsParams", "ClusterParams", "DataParams", "DegradeParams", "DownloadParams",
+           "EvaluateLayoutParams", "EvaluateParams",
            "MasksParams", "OrchestrateParams", "Params", "ParamsError", "SamplingParams", "Section", "StorageParams",
            "TrainAutoencoderParams", "TrainLayoutParams", "TrainLDMParams", "TrainSRParams", "dataclass_section", "load_params",
            "lineage", "params_hash", "parse_params", "read_raw", "recipe_lineage", "to_config"]
@@ -61,6 +63,7 @@ class Params(Section):
     train_sr: TrainSRParams = TrainSRParams()
     train_layout: TrainLayoutParams = TrainLayoutParams()
     evaluate: EvaluateParams = EvaluateParams()
+    evaluate_layout: EvaluateLayoutParams = EvaluateLayoutParams()
     storage: StorageParams = StorageParams()
     orchestrate: OrchestrateParams = OrchestrateParams()
     cluster: ClusterParams = ClusterParams()

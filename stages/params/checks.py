@@ -25,7 +25,7 @@ def check_consistency(params: Params) -> list[str]:
     problems = _first_stage(params)
     for section in LDM_SECTIONS:
         problems += _ldm(params, section)
-    return problems + _guidance(params)
+    return problems + _guidance(params) + _layout_classes(params) + _layout_sampling(params)
 
 
 def _first_stage(params: Params) -> list[str]:
@@ -59,6 +59,28 @@ def _ldm(params: Params, section: str) -> list[str]:
         problems.append(f"{section}.recipe.p_uncond: {p.recipe.p_uncond} drops a condition that a {kind!r} model "
                         "does not have; set it to 0.0")
     return problems
+
+
+def _layout_classes(params: Params) -> list[str]:
+    """train_layout's classes cover the ids of boxes drawn around label-map regions (dataset boxes: the stage checks
+    the cache, whose class table only the label_maps stage reads)."""
+    maps = params.label_maps.config()
+    try:
+        classes = params.ldm_config("train_layout").conditioning.n_classes
+    except ValueError:
+        return []  # reported by _ldm
+    if maps.boxes != "label_map" or classes >= maps.map_classes:
+        return []
+    return [f"train_layout.n_classes: the label_maps boxes carry class ids up to {maps.map_classes - 1}, but "
+            f"train_layout.preset {params.train_layout.preset!r} has {classes} classes; set train_layout.n_classes: "
+            f"{maps.map_classes}"]
+
+
+def _layout_sampling(params: Params) -> list[str]:
+    """A layout model has no null layout to guide against (nor did the paper guide it)."""
+    scale = params.evaluate_layout.sampling.guidance_scale
+    return [] if scale == 1.0 else [f"evaluate_layout.sampling.guidance_scale: {scale}, but layout models sample "
+                                    "unguided (they learn no null layout); set it to 1.0"]
 
 
 def _guidance(params: Params) -> list[str]:

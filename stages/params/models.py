@@ -169,6 +169,17 @@ class TrainLayoutParams(TrainLDMParams):
 SamplingParams = dataclass_section(SamplerSettings, "SamplingParams")
 
 
+class EvaluateLayoutParams(Section):
+    """Stage `evaluate_layout`: val layouts | real images | samples of several seeds (Sec. 4.3.1, Fig. 15)."""
+
+    layouts: int = Field(6, ge=1, le=256, description="val layouts drawn, one row each (the first with boxes)")
+    seeds: int = Field(3, ge=1, le=16, description="samples per layout, from seeds seed .. seed + seeds - 1")
+    seed: int = Field(0, ge=0, description="the first seed; seed s starts from the same noise under every layout")
+    batch_size: int = Field(16, ge=1, le=4096)
+    sampling: SamplingParams = SamplingParams()  # type: ignore[valid-type]
+    threads: int = Field(2, ge=1, le=256, description="CPU threads for torch")
+
+
 class EvaluateParams(Loading):
     """Stage `evaluate`: samples scored with torch-fidelity, SR against bicubic, the autoencoder's rFID."""
 
