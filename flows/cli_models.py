@@ -3,10 +3,13 @@
     ldm sample --models models -n 16 --class 3 --sampler ddim --steps 50 --guidance 2.0 --seed 0 -o samples/
     ldm sample --models models -n 4 --class 3 --size 128x128 --guide samples/000003.png -o samples/guided
     ldm sample --models models -n 4 --map street.png --size 128x192 -o samples/street
+    ldm sample --models models -n 4 --layout boxes.json --index 2 -o samples/layout
     ldm upscale --models models photo.jpg -o photo_x4.png --tile 64
 
-`--models` holds `autoencoder/` beside `ldm/` (sample) or `ldm_sr/` (upscale), as
-`dvc repro` writes them under models/ and `ldm pull` brings them back. `sample
+`--models` holds `autoencoder/` beside `ldm/` (sample), `ldm_layout/` (sample --layout)
+or `ldm_sr/` (upscale), as `dvc repro` writes them under models/ and `ldm pull` brings
+them back. `sample --layout` reads a layout file (ldm.data.layouts: one layout or a list,
+`--index` picks one) and draws it with the layout-to-image model. `sample
 --size` draws at other sizes than training (convolutional sampling, Sec. C.1,
 Fig. 13, 23, 24); `--guide` pulls samples towards a low-resolution image by L2
 guiding (Appendix B, Fig. 12); `--map` draws from a label map with the semantic
@@ -20,6 +23,7 @@ The model code is imported when a command runs, never to print `--help`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import re
 import typing
@@ -32,6 +36,7 @@ from ldm.errors import InvalidInput
 if TYPE_CHECKING:
     import numpy as np
 
+    from ldm.data.layouts import Layout
     from ldm.latent_diffusion.checkpoint import LoadedLDM
     from ldm.latent_diffusion.generate import ImageGuide
 
@@ -49,6 +54,8 @@ def _settings(args: argparse.Namespace) -> SamplerSettings:
 
 
 def _check_condition(kind: str, n_classes: int, args: argparse.Namespace) -> None:
+    if args.layout is not None and kind != "layout":
+        raise InvalidInput(f"--layout is for layout-to-image models; this model is {kind}-conditioned")
     if args.prompt is not None and kind != "text":
         raise InvalidInput(f"--prompt is for text models; this model is {kind}-conditioned"
                            + (" (use --class)" if kind == "class" else ""))
@@ -62,6 +69,25 @@ def _check_condition(kind: str, n_classes: int, args: argparse.Namespace) -> Non
         raise InvalidInput("this is a super-resolution model: use `ldm upscale`")
     if kind == "semantic":
         raise InvalidInput("this is a semantic synthesis model: pass --map LABEL_MAP.png")
+
+
+def _read_layout(path: Path, index: int, n_classes: int) -> Layout:
+    """Layout `index` of a layout file; a missing file, a bad record, an index or class id out of range is one line
+    naming the file."""
+    from ldm.data.layouts import load_layouts
+    from ldm.errors import InputNotFound
+
+    if not path.is_file():
+        raise InputNotFound(f"--layout {path}: no such layout file")
+    layouts = load_layouts(path)  # InvalidInput naming the file and the record
+    if not 0 <= index < len(layouts):
+        raise InvalidInput(f"--layout {path}: --index {index} is out of range; the file holds {len(layouts)} "
+                           f"layout(s), index 0..{len(layouts) - 1}")
+    bad = sorted({box.class_id for box in layouts[index].boxes if box.class_id >= n_classes})
+    if bad:
+        raise InvalidInput(f"--layout {path}: layout {index} has class ids {bad}; the model knows {n_classes} "
+                           f"classes, 0..{n_classes - 1}")
+    return layouts[index]
 
 
 def _size(text: str | None) -> tuple[int, int] | None:
@@ -106,6 +132,7 @@ def sample(args: argparse.Namespace) -> Path:
     from ldm.data.grids import save_grid
     from ldm.latent_diffusion.checkpoint import load_ldm
     from ldm.latent_diffusion.generate import latent_size, sample_images
+    from ldm.model_dir import LDM, LDM_LAYOUT
     from ldm.reports import write_json
 
     if args.map is not None:
@@ -113,9 +140,12 @@ def sample(args: argparse.Namespace) -> Path:
     settings, size, guide_settings = _settings(args), _size(args.size), _guide_settings(args)
     guide_image = _read_image(args.guide, "--guide ") if guide_settings is not None else None
     autoencoder, _ = load_autoencoder(args.models / "autoencoder")
-    loaded = load_ldm(args.models / "ldm")
+    loaded = load_ldm(args.models / (LDM if args.layout is None else LDM_LAYOUT))
     cfg, f = loaded.model.config, autoencoder.downsample_factor
     _check_condition(cfg.conditioning.kind, cfg.conditioning.n_classes, args)
+    layout = _read_layout(args.layout, args.index, cfg.conditioning.n_classes) if args.layout is not None else None
+    if layout is not None:  # the paper samples layouts unguided: there is no null layout to guide against
+        settings = dataclasses.replace(settings, guidance_scale=1.0)
     latent = latent_size(loaded.model, f, size, "--size")
     record = _size_record(loaded, autoencoder.config.kind, f, latent)
     guide = _guide(guide_image, guide_settings, tuple(record["size"]), args.guide)
@@ -123,7 +153,8 @@ def sample(args: argparse.Namespace) -> Path:
     kind = cfg.conditioning.kind
     batch = sample_images(loaded, autoencoder.decode, seeds, settings, batch_size=args.batch_size, size=latent,
                           guide=guide, labels=[args.class_id] * args.n if kind == "class" else None,
-                          prompts=[args.prompt] * args.n if kind == "text" else None)  # (N, 3, H, W) uint8
+                          prompts=[args.prompt] * args.n if kind == "text" else None,
+                          layouts=[layout] * args.n if layout is not None else None)  # (N, 3, H, W) uint8
     out = args.output
     out.mkdir(parents=True, exist_ok=True)
     for seed, image in zip(seeds, batch):
@@ -131,8 +162,11 @@ def sample(args: argparse.Namespace) -> Path:
     save_grid(batch, out / "grid.png", nrow=min(8, len(batch)))
     guide_record = None if guide is None else {"image": str(args.guide), "resolution": list(guide.image.shape[-2:]),
                                                **guide.settings.to_dict()}
-    write_json(out / "settings.json", {"model": str(args.models / "ldm"), "preset": loaded.card.preset, "n": args.n,
-                                       "class": args.class_id, "prompt": args.prompt, "seeds": [seeds[0], seeds[-1]],
+    layout_record = None if layout is None else {"file": str(args.layout), "index": args.index, "key": layout.key,
+                                                 "boxes": len(layout.boxes)}
+    write_json(out / "settings.json", {"model": str(args.models / (LDM if layout is None else LDM_LAYOUT)),
+                                       "preset": loaded.card.preset, "n": args.n, "class": args.class_id,
+                                       "prompt": args.prompt, "layout": layout_record, "seeds": [seeds[0], seeds[-1]],
                                        **record, **settings.to_dict(), "image_guide": guide_record})
     log.info("wrote %d samples of %dx%d and grid.png to %s", args.n, *record["size"], out)
     return out
@@ -244,7 +278,8 @@ def _positive(text: str) -> int:
 
 def add_sampler_options(parser: argparse.ArgumentParser, guidance: bool) -> None:
     """The sampler flags shared by `sample` and `upscale` (choices and defaults from SamplerSettings)."""
-    parser.add_argument("--models", type=Path, default=Path("models"), help="folder with autoencoder/ and ldm/ or ldm_sr/")
+    parser.add_argument("--models", type=Path, default=Path("models"), metavar="MODEL_DIR",
+                        help="folder with autoencoder/ and ldm/, ldm_layout/ or ldm_sr/")
     parser.add_argument("--sampler", choices=typing.get_args(SamplerName), default=DEFAULTS.sampler)
     parser.add_argument("--steps", type=_positive, default=DEFAULTS.steps, help="denoising steps, at most the model's T (default: %(default)s)")
     parser.add_argument("--eta", type=float, default=DEFAULTS.eta, help="DDIM noise: 0 deterministic (default), 1 DDPM-like")
@@ -264,6 +299,10 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
     s.add_argument("-n", type=_positive, default=16, help="number of images (default: %(default)s)")
     s.add_argument("--class", dest="class_id", type=int, default=None, help="class id (class-conditional models)")
     s.add_argument("--prompt", default=None, help="text prompt (text models)")
+    s.add_argument("--layout", type=Path, default=None, metavar="BOXES_JSON",
+                   help="layout file (one layout or a list; see the README) for the layout-to-image model in"
+                        " MODEL_DIR/ldm_layout")
+    s.add_argument("--index", type=int, default=0, help="which layout of a --layout list (default: %(default)s)")
     s.add_argument("--batch-size", type=_positive, default=16)
     s.add_argument("--size", default=None, metavar="HxW",
                    help="image size in pixels, e.g. 128x96: multiples of the autoencoder's f times the UNet's"

@@ -14,6 +14,7 @@ from ldm.errors import InputNotFound
 AUTOENCODER, LDM, LDM_SR = "autoencoder", "ldm", "ldm_sr"
 LDM_INPAINT = "ldm_inpaint"
 LDM_SEMANTIC = "ldm_semantic"  # semantic synthesis (label maps)
+LDM_LAYOUT = "ldm_layout"  # layout-to-image (stage train_layout, `ldm sample --layout`)
 WEIGHTS = "model.safetensors"
 
 

@@ -1,5 +1,5 @@
-"""Stages `train_ldm`, `train_sr`, `train_inpaint` and `train_semantic`: cached latents -> a latent diffusion model
-(Eq. 2, Sec. 3.3, D.1).
+"""Stages `train_ldm`, `train_sr`, `train_inpaint`, `train_semantic` and `train_layout`: cached latents -> a latent
+diffusion model (Eq. 2, Sec. 3.3, D.1).
 
 Trains the section's preset with Lightning on the cached latents multiplied by
 the scale factor measured in the cache's `stats.json` (never a constant); the
@@ -10,6 +10,7 @@ masked image's latent and the latent mask, cached with `cache_latents.masks`),
 both concatenated to the input (Sec. 4.5).
 `--section train_semantic` on the image latents with their label maps (cache_latents.label_maps),
 the label map through the model's spatial rescaler (Sec. 4.3.2).
+`--section train_layout` on the image latents with their layouts (boxes, Sec. 4.3.1).
 Writes the model folder (the EMA weights, `config.json` with the model config and
 where it came from, the tokenizer of a text model), a metrics JSON and a loss CSV.
 """
@@ -45,7 +46,7 @@ from ldm.latent_diffusion.config import LDMConfig
 from ldm.latent_diffusion.lightning_module import LDMTrainingModule
 from ldm.latent_diffusion.model import LatentDiffusionModel
 from ldm.latents.stats import PAIRS, LatentStats, read_stats
-from ldm.model_dir import LDM, LDM_INPAINT, LDM_SEMANTIC, LDM_SR
+from ldm.model_dir import LDM, LDM_INPAINT, LDM_LAYOUT, LDM_SEMANTIC, LDM_SR
 from ldm.reports import write_json
 from ldm.storage.settings import S3Settings
 from ldm.trainer import make_trainer, resume_path, write_curves
@@ -66,9 +67,14 @@ class Paths:
     checkpoints: Path = arg("resumable Lightning checkpoints (kept across runs)")
     metrics: Path = arg("output JSON: losses and lineage")
     curves: Path = arg("output CSV: training loss per step")
-    section: Literal["train_ldm", "train_sr", "train_inpaint", "train_semantic"] = arg(
-        "params section: train_ldm (image latents), train_sr (SR pairs), train_inpaint (latents with masks) or "
-        "train_semantic (latents + label maps)")
+    section: Literal["train_ldm", "train_sr", "train_inpaint", "train_semantic", "train_layout"] = arg(
+        "params section: train_ldm (image latents), train_sr (SR pairs), train_inpaint (latents with masks), "
+        "train_semantic (latents + label maps) or train_layout (image latents with boxes)")
+
+
+# the MODEL_DIR folder each section writes
+MODEL_NAMES = {"train_ldm": LDM, "train_sr": LDM_SR, "train_inpaint": LDM_INPAINT, "train_semantic": LDM_SEMANTIC,
+               "train_layout": LDM_LAYOUT}
 
 
 def _config(params: Params, section: str, stats: LatentStats, first: LatentSample, ae_hash: str) -> LDMConfig:
@@ -92,11 +98,15 @@ def _config(params: Params, section: str, stats: LatentStats, first: LatentSampl
 
 
 def _check_labels(config: LDMConfig, shards: list[str], section: str) -> list[str]:
-    """Class ids within range, captions or label maps present, as the conditioning needs; the captions come back."""
-    kind, captions, top = config.conditioning.kind, [], -1
+    """Class ids within range, captions, label maps and layouts present, as the conditioning needs; the captions come back."""
+    kind, captions, top, box_top, without_layout = config.conditioning.kind, [], -1, -1, 0
     for sample in map(LatentSample.decode, read_shards(shards)):
         top = max(top, sample.label)
         captions.append(sample.caption)
+        if sample.layout is None:
+            without_layout += 1
+        else:
+            box_top = max([box_top, *(box.class_id for box in sample.layout.boxes)])
         if kind == "semantic":
             _check_label_map(sample, config, section)
     if kind == "class" and top >= config.conditioning.n_classes:
@@ -104,6 +114,12 @@ def _check_labels(config: LDMConfig, shards: list[str], section: str) -> list[st
                            f"classes; set {section}.n_classes: {top + 1}")
     if kind == "text" and not any(c.strip() for c in captions):
         raise InvalidInput(f"{section}.preset is text-conditioned but every caption in the cache is empty")
+    if kind == "layout" and without_layout:
+        raise InvalidInput(f"{without_layout} of {len(captions)} cached latents have no layout; set "
+                           "cache_latents.label_maps: true and re-run `dvc repro cache_latents` (boxes from label_maps)")
+    if kind == "layout" and box_top >= config.conditioning.n_classes:
+        raise InvalidInput(f"the cache's layouts have box class ids up to {box_top}, {section}.preset "
+                           f"{config.conditioning.n_classes} classes; set {section}.n_classes: {box_top + 1}")
     return captions
 
 
@@ -129,8 +145,7 @@ def _model(p: TrainLDMParams, section: str, config: LDMConfig, tokenizer: Any) -
     """Fresh weights, or those of `init_from` (and a text model's own vocabulary): (model, init hash, tokenizer)."""
     if not p.init_from:
         return LatentDiffusionModel(config), "", tokenizer
-    name = {"train_sr": LDM_SR, "train_inpaint": LDM_INPAINT, "train_semantic": LDM_SEMANTIC}.get(section, LDM)  # the MODEL_DIR folder this stage writes
-    model, init_hash, init_tokenizer = init_ldm(Path(p.init_from), name, config, f"{section}.init_from")
+    model, init_hash, init_tokenizer = init_ldm(Path(p.init_from), MODEL_NAMES[section], config, f"{section}.init_from")
     return model, init_hash, init_tokenizer or tokenizer  # a text model keeps the vocabulary its weights were trained with
 
 

@@ -172,7 +172,7 @@ def test_build_conditioner_by_kind_and_config_validation():
     with pytest.raises(ValueError, match="n_classes"):
         ConditioningConfig(kind="class")
     with pytest.raises(ValueError, match="conditioning.kind"):
-        ConditioningConfig(kind="layout")  # type: ignore[arg-type]
+        ConditioningConfig(kind="keypoints")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="concat_keys"):
         ConditioningConfig(kind="concat", concat_keys=("lr", "mask"), concat_channels=(3,))
 

@@ -244,4 +244,4 @@ def test_real_download_closure_is_not_empty() -> None:
     files, _ = closure(ROOT, stage_module(STAGES["download"]["cmd"])[0])
     assert "stages/download.py" in files and any(f.startswith("ldm/data/") for f in files), sorted(files)
     assert {"data", "download"} <= params_fields(ROOT)
-    assert inherited_sections(ROOT) == {"train_sr": "train_ldm", "train_inpaint": "train_ldm", "train_semantic": "train_ldm"}
+    assert inherited_sections(ROOT) == {s: "train_ldm" for s in ("train_sr", "train_inpaint", "train_semantic", "train_layout")}

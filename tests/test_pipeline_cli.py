@@ -52,7 +52,8 @@ SHORT = {"train_autoencoder.steps": 40, "train_autoencoder.val_every": 40, "trai
          "train_sr.batch_size": 16, "train_inpaint.batch_size": 16, "evaluate_semantic.sampling.steps": 5,
          "evaluate_inpaint.samples": 4, "evaluate_inpaint.sampling.steps": 5,
          "evaluate_inpaint.feature_extractor": "random-conv", "evaluate_inpaint.lpips_net": "random-vgg16",
-         **{f"{section}.{k}": v for section in ("train_ldm", "train_sr", "train_inpaint", "train_semantic")
+         "evaluate_layout.layouts": 2, "evaluate_layout.seeds": 2, "evaluate_layout.sampling.steps": 5,
+         **{f"{section}.{k}": v for section in ("train_ldm", "train_sr", "train_inpaint", "train_semantic", "train_layout")
             for k, v in _LOOP.items()}}
 
 
@@ -110,6 +111,11 @@ def test_repro_writes_shards_and_report(repo):
     assert (repo / "reports" / "evaluate" / "samples.png").stat().st_size > 0
     semantic = json.loads((repo / "metrics" / "evaluate_semantic.json").read_text())
     assert semantic["sizes"]["2x"]["size"] == [128, 128] and (repo / "reports" / "evaluate_semantic" / "semantic.png").is_file()
+    for task in ("inpaint", "layout"):
+        assert json.loads((repo / "metrics" / f"ldm_{task}.json").read_text())["train"]["batches"] == 20
+        assert (repo / "reports" / f"evaluate_{task}" / f"{task}.png").is_file()
+    inpainting = json.loads((repo / "metrics" / "evaluate_inpaint.json").read_text())
+    assert set(inpainting["ldm"]) >= {"fid", "lpips"} and set(inpainting["blur_fill"]) >= {"fid", "lpips"}
 
 
 def test_status_is_clean_and_a_second_repro_skips(repo):
@@ -129,17 +135,21 @@ def test_an_ldm_param_does_not_rerun_the_cache(repo):
     params = _edit(repo, "train_ldm.recipe.lr", 2.0e-3)
     try:
         stale = json.loads(_sh("dvc", "status", "--json", cwd=repo).stdout)
-        assert set(stale) == {"train_ldm", "train_sr", "train_inpaint", "train_semantic"}  # they inherit what they do not set
+        # the other LDM sections inherit what they do not set
+        assert set(stale) == {"train_ldm", "train_sr", "train_inpaint", "train_semantic", "train_layout"}
     finally:
         (repo / "params.yaml").write_text(params)
 
 
+# Every stage but the autoencoder's and the shard writers' builds or samples an LDM (the UNet).
+_STAGES = set(yaml.safe_load((Path(__file__).resolve().parent.parent / "dvc.yaml").read_text())["stages"])
+_LDM_STAGES = _STAGES - {"download", "degrade", "masks", "label_maps", "train_autoencoder", "cache_latents"}
+
+
 @pytest.mark.parametrize("module,stale", [
-    ("ldm/data/schema.py", {"download", "degrade", "masks", "label_maps", "train_autoencoder", "cache_latents", "train_ldm",
-                            "train_sr", "train_inpaint", "train_semantic", "evaluate", "evaluate_inpaint", "evaluate_semantic"}),
-    ("stages/params/base.py", {"download", "degrade", "masks", "label_maps", "train_autoencoder", "cache_latents",
-                               "train_ldm", "train_sr", "train_inpaint", "train_semantic", "evaluate", "evaluate_inpaint", "evaluate_semantic"}),
-    ("ldm/latent_diffusion/unet.py", {"train_ldm", "train_sr", "train_inpaint", "train_semantic", "evaluate", "evaluate_inpaint", "evaluate_semantic"}),
+    ("ldm/data/schema.py", _STAGES),
+    ("stages/params/base.py", _STAGES),
+    ("ldm/latent_diffusion/unet.py", _LDM_STAGES),
 ])
 def test_an_edit_to_code_a_stage_runs_makes_it_stale(repo, module, stale):
     path = repo / module

@@ -139,5 +139,6 @@ def test_params_refuse_a_model_with_fewer_classes_than_the_maps():
 
     with pytest.raises(ParamsError, match="label maps hold 12 classes .* set train_semantic.n_classes: 12"):
         parse_params({"label_maps": {"n_regions": 12}})
-    assert parse_params({"label_maps": {"n_regions": 12}, "train_semantic": {"n_classes": 12}}).ldm_config(
+    assert parse_params({"label_maps": {"n_regions": 12}, "train_semantic": {"n_classes": 12},
+                         "train_layout": {"n_classes": 12}}).ldm_config(
         "train_semantic").conditioning.n_classes == 12

@@ -1,4 +1,5 @@
-"""Domain encoders tau_theta (Sec. 3.3, D.2.1): class embedding, text transformer, spatial concat, label maps."""
+"""Domain encoders tau_theta (Sec. 3.3, D.2.1): class embedding, text (and box-token) transformer, spatial concat,
+label maps."""
 
 from __future__ import annotations
 
@@ -54,7 +55,9 @@ class TextBlock(nn.Module):
 
 
 class TextTransformer(nn.Module):
-    """tau_theta for text (Eq. 18-24): token + learned position embeddings, N blocks, final LayerNorm."""
+    """tau_theta for text and layouts (Eq. 18-24): token + learned position embeddings, N blocks, final LayerNorm.
+
+    A layout model runs it over the box tokens of `ldm.conditioning.layout` (D.2.1, Tab. 17)."""
 
     def __init__(self, vocab_size: int, max_seq_len: int = 77, dim: int = 1280, depth: int = 32,
                  heads: int = 8, dim_head: int = 64, mlp_mult: int = 4):
@@ -134,12 +137,13 @@ class SemanticConditioner(SpatialRescaler):
 
 
 def build_conditioner(config: ConditioningConfig) -> nn.Module | None:
-    """The encoder for config.kind: None, ClassEmbedder, TextTransformer, ConcatConditioner or SemanticConditioner."""
+    """The encoder for config.kind: None, ClassEmbedder, TextTransformer (text, layout), ConcatConditioner or
+    SemanticConditioner."""
     if config.kind == "none":
         return None
     if config.kind == "class":
         return ClassEmbedder(config.n_classes, config.embed_dim)
-    if config.kind == "text":
+    if config.kind in ("text", "layout"):  # layout: vocab_size, max_seq_len are the box tokenizer's
         return TextTransformer(config.vocab_size, config.max_seq_len, config.dim, config.depth,
                                config.heads, config.dim_head, config.mlp_mult)
     if config.kind == "concat":

@@ -24,56 +24,25 @@ With B = 30 this is the reference's 92-token sequence (30 objects x 3 + 2 crop
 tokens, Tab. 17). The reference differs in ways we do not copy: it puts the
 class first in each triple, lets class ids share the ids of positions (one
 8192-id space, positions on int(sqrt(8192)) = 90 points a side, pad 8191),
-and shuffles the boxes instead of ordering them. `largest_grid` gives the G
+and shuffles the boxes instead of ordering them. `largest_grid` (in
+`ldm.conditioning.config`, beside `LayoutTokenizerConfig`) gives the G
 that fits K classes into the paper's 8192-id vocabulary (90 for COCO's 80).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
+import json
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
+from ldm.conditioning.config import LayoutTokenizerConfig
 from ldm.data.layouts import Box, Layout
 from ldm.errors import InvalidInput
 
-PAPER_VOCAB_SIZE = 8192  # Tab. 17's layout transformer
 PAPER_SEQ_LEN = 92
 FULL_WINDOW = (0.0, 0.0, 1.0, 1.0)
-
-
-@dataclass(frozen=True)
-class LayoutTokenizerConfig:
-    """Grid side G (points per axis), number of classes K and the most boxes B kept per layout."""
-
-    num_classes: int
-    grid: int = 64
-    max_boxes: int = 30
-
-    def __post_init__(self) -> None:
-        for name, least in (("num_classes", 1), ("grid", 2), ("max_boxes", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"layout tokenizer: {name} must be an integer >= {least}, got {value!r}")
-
-    def to_dict(self) -> dict[str, int]:
-        """{"num_classes", "grid", "max_boxes"}."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, int]) -> LayoutTokenizerConfig:
-        """Inverse of `to_dict`; an unknown key is a ValueError naming it."""
-        unknown = sorted(set(data) - {"num_classes", "grid", "max_boxes"})
-        if unknown:
-            raise ValueError(f"layout tokenizer: unknown keys {unknown}; allowed: num_classes, grid, max_boxes")
-        return cls(**data)
-
-
-def largest_grid(num_classes: int, vocab_size: int = PAPER_VOCAB_SIZE) -> int:
-    """The largest G with G^2 + K + 1 <= vocab_size: the finest grid a vocabulary of that size holds."""
-    return math.isqrt(vocab_size - num_classes - 1)
 
 
 class LayoutTokenizer:
@@ -87,12 +56,12 @@ class LayoutTokenizer:
     @property
     def vocab_size(self) -> int:
         """G^2 positions + K classes + 1 padding token."""
-        return self.pad + 1
+        return self.config.vocab_size
 
     @property
     def seq_len(self) -> int:
         """L = 3 B + 2."""
-        return 3 * self.config.max_boxes + 2
+        return self.config.seq_len
 
     def position(self, x: float, y: float) -> int:
         """Normalised (x, y) -> its grid point's token, row-major."""
@@ -117,6 +86,10 @@ class LayoutTokenizer:
     def encode_batch(self, layouts: list[Layout]) -> Tensor:
         """N layouts (whole images) -> [N x L] token ids."""
         return torch.stack([self.encode(layout) for layout in layouts])  # (N, L)
+
+    def encode_json(self, texts: Sequence[str]) -> Tensor:
+        """N layouts as JSON strings (a training batch's "layout": `json.dumps(layout.to_dict())`) -> [N x L]."""
+        return self.encode_batch([Layout.from_dict(json.loads(text)) for text in texts])
 
     def _triple(self, box: Box) -> tuple[int, int, int, int]:
         """(-snapped area, l, b, c): the sort key of step 4 followed by the tokens."""

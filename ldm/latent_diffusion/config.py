@@ -131,7 +131,7 @@ class LDMConfig(Config):
             )
         if u.out_channels != self.latent_channels:
             raise ValueError(f"ldm: unet.out_channels {u.out_channels} must equal latent_channels {self.latent_channels}")
-        if c.kind in ("class", "text") and (u.attention != "cross" or u.context_dim != c.context_dim):
+        if c.kind in ("class", "text", "layout") and (u.attention != "cross" or u.context_dim != c.context_dim):
             raise ValueError(
                 f"ldm: {c.kind} conditioning is cross-attended; set unet.attention 'cross' and"
                 f" unet.context_dim {c.context_dim} (got {u.attention!r}, {u.context_dim})"

@@ -23,6 +23,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ldm.conditioning.guidance import guided_denoiser
+from ldm.conditioning.layout import LayoutTokenizer
 from ldm.conditioning.tokenizer import tokenize
 from ldm.diffusion.config import ImageGuideSettings, SamplerSettings
 from ldm.diffusion.denoisers import eps_denoiser, image_guided_denoiser
@@ -30,6 +31,7 @@ from ldm.diffusion.losses import Denoiser
 from ldm.diffusion.noise import randn, seeded_generators
 from ldm.diffusion.samplers import sample
 from ldm.errors import InvalidInput
+from ldm.data.layouts import Layout
 from ldm.latent_diffusion.checkpoint import LoadedLDM
 from ldm.latent_diffusion.model import Condition, LatentDiffusionModel
 
@@ -88,11 +90,16 @@ def rescaling_warning(kind: str, scale_factor: float) -> str | None:
 
 
 def conditions(model: LatentDiffusionModel, *, labels: Sequence[int] | None = None, prompts: Sequence[str] | None = None,
-               concat: dict[str, Tensor] | None = None, tokenizer: Any = None) -> tuple[Condition, Condition]:
-    """(cond, null_cond) for the model's conditioning kind; errors say which input the model takes."""
+               concat: dict[str, Tensor] | None = None, layouts: Sequence[Layout] | None = None,
+               tokenizer: Any = None) -> tuple[Condition, Condition]:
+    """(cond, null_cond) for the model's conditioning kind; errors say which input the model takes.
+
+    Layouts become [N x L] box tokens through the model's own tokenizer (D.2.1); a layout model has no null
+    condition (the paper samples it unguided), so null_cond is cond."""
     cfg = model.config.conditioning
-    given = {"labels": labels is not None, "prompts": prompts is not None, "concat": concat is not None}
-    wanted = {"class": "labels", "text": "prompts", "concat": "concat", "none": None}[cfg.kind]
+    given = {"labels": labels is not None, "prompts": prompts is not None, "concat": concat is not None,
+             "layouts": layouts is not None}
+    wanted = {"class": "labels", "text": "prompts", "concat": "concat", "layout": "layouts", "none": None}[cfg.kind]
     extra = [name for name, present in given.items() if present and name != wanted]
     if extra:
         raise InvalidInput(f"this model is {cfg.kind}-conditioned; it takes {wanted or 'no condition'}, not {', '.join(extra)}")
@@ -109,6 +116,10 @@ def conditions(model: LatentDiffusionModel, *, labels: Sequence[int] | None = No
     if cfg.kind == "concat":
         assert concat is not None, "concat models need their spatial condition"
         return concat, concat
+    if cfg.kind == "layout":
+        assert layouts is not None, "layout models need layouts"
+        tokens = LayoutTokenizer(cfg.layout_tokenizer()).encode_batch(list(layouts))  # (N, L); bad class ids fail here
+        return tokens, tokens
     return None, None
 
 
@@ -161,21 +172,25 @@ def decode_latents(decode: Callable[[Tensor], Tensor], z: Tensor, scale_factor: 
 
 @torch.no_grad()
 def sample_images(loaded: LoadedLDM, decode: Decoder, seeds: Sequence[int], settings: SamplerSettings, *,
-                  labels: Sequence[int] | None = None, prompts: Sequence[str] | None = None, batch_size: int = 16,
-                  size: tuple[int, int] | None = None, guide: ImageGuide | None = None, progress: bool = True) -> Tensor:
-    """uint8 images [N x 3 x H x W] for `seeds` (sample i from seed i, whatever the batch), with labels or prompts.
+                  labels: Sequence[int] | None = None, prompts: Sequence[str] | None = None,
+                  layouts: Sequence[Layout] | None = None, batch_size: int = 16, size: tuple[int, int] | None = None,
+                  guide: ImageGuide | None = None, progress: bool = True) -> Tensor:
+    """uint8 images [N x 3 x H x W] for `seeds` (sample i from seed i, whatever the batch), with labels, prompts or
+    layouts (one per seed).
 
     size: the latent (h, w) (see `latent_size`; None: training); guide: L2 image guiding towards its image.
     """
     check_steps(loaded.model, settings)
-    conditions(loaded.model, labels=labels, prompts=prompts, tokenizer=loaded.tokenizer)  # bad input fails before work
+    conditions(loaded.model, labels=labels, prompts=prompts, layouts=layouts,
+               tokenizer=loaded.tokenizer)  # bad input fails before work
     wrap = (lambda denoise: guide.wrap(denoise, loaded, decode)) if guide is not None else None
     images = []
     starts = range(0, len(seeds), batch_size)
     for start in tqdm(starts, desc="sampling", unit="batch", disable=not progress):
         end = min(start + batch_size, len(seeds))
         cond, null = conditions(loaded.model, labels=labels[start:end] if labels is not None else None,
-                                prompts=prompts[start:end] if prompts is not None else None, tokenizer=loaded.tokenizer)
+                                prompts=prompts[start:end] if prompts is not None else None,
+                                layouts=layouts[start:end] if layouts is not None else None, tokenizer=loaded.tokenizer)
         z = generate_latents(loaded.model, cond, null, seeds[start:end], settings, size=size, guide=wrap)
         images.append(decode_latents(decode, z, loaded.scale_factor))
     return torch.cat(images)

@@ -2,7 +2,8 @@
 
 Batches are dicts: "z" [N x C x h x w] latents already multiplied by the scale factor, and
 by conditioning kind "label" [N] long, "caption" list[str] (tokenised here with the given
-tokenizer), the concat keys (e.g. "lr" [N x 3 x H x W] in [-1, 1]) or "label_map" [N x H x W] long. Each sample's
+tokenizer), "layout" list[str] (each a Layout's JSON, tokenised here by the model's own box tokenizer), the concat
+keys (e.g. "lr" [N x 3 x H x W] in [-1, 1]) or "label_map" [N x H x W] long. Each sample's
 timestep, noise and condition dropout come from its own torch.Generator, seeded from
 (seed, global step, batch index, the sample's place in the global batch): runs repeat
 exactly, and R ranks of batch N draw what one process of batch R x N draws (rank r's
@@ -23,6 +24,7 @@ from torch import Tensor
 
 from ldm.conditioning.config import LABEL_MAP_KEY
 from ldm.conditioning.guidance import drop_class_labels, drop_prompts
+from ldm.conditioning.layout import LayoutTokenizer
 from ldm.conditioning.tokenizer import tokenize
 from ldm.diffusion.losses import diffusion_loss
 from ldm.diffusion.noise import Generators, randint, randn, seeded_generators
@@ -55,6 +57,8 @@ class LDMTrainingModule(pl.LightningModule):
             if len(tokenizer) > cond.vocab_size:
                 raise ValueError(f"tokenizer has {len(tokenizer)} tokens but conditioning.vocab_size is"
                                  f" {cond.vocab_size}; raise vocab_size or train a smaller vocabulary")
+        # layout: the boxes' tokenizer follows from the model's config, nothing to pass or save beside it
+        self.layout_tokenizer = LayoutTokenizer(cond.layout_tokenizer()) if cond.kind == "layout" else None
         if config.p_uncond > 0 and cond.kind not in ("class", "text"):
             raise ValueError(f"train.p_uncond needs class or text conditioning, not {cond.kind!r}")
         # Left in train mode like the model: Lightning switches both for validation.
@@ -103,6 +107,9 @@ class LDMTrainingModule(pl.LightningModule):
             return tokenize(self.tokenizer, prompts, cond.max_seq_len).to(z.device)
         if cond.kind == "semantic":
             return batch[LABEL_MAP_KEY].to(z.device, torch.long)
+        if cond.kind == "layout":
+            assert self.layout_tokenizer is not None
+            return self.layout_tokenizer.encode_json(list(batch["layout"])).to(z.device)  # (N, L)
         return {key: batch[key].to(z.device, z.dtype) for key in cond.concat_keys}
 
     # -- loss -----------------------------------------------------------------

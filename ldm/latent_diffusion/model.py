@@ -4,6 +4,7 @@ Conditions by kind (ConditioningConfig.kind):
     none     cond is None
     class    cond is [N] long labels; label n_classes is the null class
     text     cond is [N x L] long token ids (see ldm.conditioning.tokenize)
+    layout   cond is [N x L] long box tokens, L = 3 B + 2 (see ldm.conditioning.layout.LayoutTokenizer)
     concat   cond is {key: [N x C_k x H_k x W_k]}, e.g. {"lr": low-resolution image in [-1, 1]}
     semantic cond is [N x H x W] long label maps at image size (f x the latent's), IGNORE_INDEX unlabelled
 """
@@ -73,7 +74,7 @@ class LatentDiffusionModel(nn.Module):
             if not isinstance(cond, Tensor):
                 raise ValueError("semantic conditioning takes label maps [N x H x W] long")
             return None, self.cond_model(cond, size)
-        return self.cond_model(cond), None  # class: (N, 1, D); text: (N, L, D)
+        return self.cond_model(cond), None  # class: (N, 1, D); text, layout: (N, L, D)
 
     def forward(self, xt: Tensor, t: Tensor, cond: Condition = None) -> Tensor:
         """xt [N x C x h x w], t [N] long, cond (see module doc) -> model output [N x C x h x w]."""

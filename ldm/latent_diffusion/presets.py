@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ldm.conditioning.config import ConditioningConfig
+from ldm.conditioning.config import PAPER_LAYOUT_VOCAB_SIZE, ConditioningConfig, largest_grid
 from ldm.diffusion.config import DiffusionConfig
 from ldm.latent_diffusion.config import LDMConfig, UNetConfig
 from ldm.masks.config import MASK, MASKED_IMAGE
@@ -26,6 +26,12 @@ VQ_F4_PARAMS = 55_322_782
 # calls; the paper's 1.45B counts it. We do not build unused weights (they would also
 # break DDP's unused-parameter check), so the preset records them here.
 TXT2IMG_UNUSED_LM_HEAD = 1280 * 30522 + 30522
+# The layout models' box transformer is the same wrapper (BERTEmbedder, n_embed 512, vocab_size 8192): its unused
+# `to_logits` head is 512 * 8192 + 8192, counted by the paper's 306M and 345M (Tab. 15) and recorded the same way.
+LAYOUT_UNUSED_LM_HEAD = 512 * PAPER_LAYOUT_VOCAB_SIZE + PAPER_LAYOUT_VOCAB_SIZE
+OPENIMAGES_BOX_CLASSES = 600  # OpenImages' boxable classes
+COCO_THING_CLASSES = 80  # COCO instances (detection) categories
+STAND_IN_CLASSES = 8  # the stand-in label maps' regions (label_maps.n_regions), whose boxes the embedded default uses
 
 _SCHEDULES = {  # (linear_start, linear_end) per task, REFERENCE.md "Diffusion"
     "faces_bedrooms_cin": (0.0015, 0.0195),
@@ -33,6 +39,7 @@ _SCHEDULES = {  # (linear_start, linear_end) per task, REFERENCE.md "Diffusion"
     "txt2img": (0.00085, 0.012),
     "inpainting": (0.0015, 0.0205),
     "semantic": (0.0015, 0.0205),
+    "layout": (0.0015, 0.0205),
 }
 
 
@@ -161,6 +168,51 @@ def _semantic_ldm4() -> LDMConfig:
     )
 
 
+def _box_transformer(n_classes: int) -> ConditioningConfig:
+    """Tab. 17's layout tau_theta: 16 blocks of width 512 (8 heads of 64) over 92 box tokens (30 boxes); the finest
+    grid whose G^2 + K + 1 ids fit the reference's 8192-token vocabulary (87 for OpenImages, 90 for COCO)."""
+    return ConditioningConfig(kind="layout", n_classes=n_classes, grid=largest_grid(n_classes), max_boxes=30,
+                              dim=512, depth=16, heads=8, dim_head=64)
+
+
+def _layout_openimages_ldm4() -> LDMConfig:
+    """Tab. 15 layout-to-image on OpenImages, LDM-4: the reference's layout2img-openimages256 config (128 channels,
+    multipliers 1,2,3,4, cross-attention at factors 2,4,8 with 32 channels per head, transformer depth 3, context
+    512) on VQ-f4 latents without first-stage attention, L1 loss. UNet 246.3M + box transformer 54.6M + the unused
+    head 4.2M = 305.1M (paper: 306M)."""
+    return LDMConfig(
+        unet=UNetConfig(in_channels=3, out_channels=3, model_channels=128, channel_mult=(1, 2, 3, 4),
+                        num_res_blocks=2, attention_resolutions=(2, 4, 8), attention="cross", num_head_channels=32,
+                        transformer_depth=3, context_dim=512),
+        conditioning=_box_transformer(OPENIMAGES_BOX_CLASSES),
+        diffusion=_diffusion("layout", loss_type="l1"),
+        latent_channels=3, latent_size=(64, 64), first_stage="vq-f4-noattn",
+        paper_extra_params=LAYOUT_UNUSED_LM_HEAD,
+    )
+
+
+def _layout_coco_ldm8() -> LDMConfig:
+    """Tab. 15 layout-to-image on COCO, LDM-8 (345M): no reference config was released; derived from Tab. 15.
+
+    Tab. 15 gives 192 channels, multipliers 1,2,4, depth 2, cross-attention at 32,16,8 on the 32x32x4 VQ-f8 latent
+    (factors 1,2,4), transformer depth 2, context 512, dropout 0.1, and Tab. 17 the box transformer (54.6M + the
+    unused head 4.2M, as the OpenImages model). With the reference's middle-block transformer as well this counts
+    371.1M, 7.6% over; without it (mid_attention off: a res block, a res block) the count is 347.1M, +0.6% of 345M,
+    and no other single setting of the table lands within 1% (with the middle block's transformer, attention at
+    factors 2,4 only: 362.1M; at 4 only: 330.1M).
+    32 channels per head as the released LDM-8 models (Tab. 15 lists one head; the count does not depend on it).
+    """
+    return LDMConfig(
+        unet=UNetConfig(in_channels=4, out_channels=4, model_channels=192, channel_mult=(1, 2, 4), num_res_blocks=2,
+                        attention_resolutions=(1, 2, 4), attention="cross", num_head_channels=32,
+                        transformer_depth=2, context_dim=512, mid_attention=False, dropout=0.1),
+        conditioning=_box_transformer(COCO_THING_CLASSES),
+        diffusion=_diffusion("layout", loss_type="l1"),
+        latent_channels=4, latent_size=(32, 32), first_stage="vq-f8",
+        paper_extra_params=LAYOUT_UNUSED_LM_HEAD,
+    )
+
+
 # CPU-sized models for 16x16x3 latents (64x64 images, f4 autoencoder). Width 64 with
 # GroupNorm(16): the reference's 32 groups would leave 2 channels per group.
 def _tiny_unet(in_channels: int, attention: str = "self", context_dim: int = 0) -> UNetConfig:
@@ -231,6 +283,18 @@ def _tiny_semantic() -> LDMConfig:
     )
 
 
+def _tiny_layout() -> LDMConfig:
+    """Layout-conditional: the stand-in's 8 classes, a 17 x 17 grid (one step per latent pixel of 16x16), the 16
+    largest boxes (50 tokens), a 2-layer, 128-d box transformer."""
+    return LDMConfig(
+        unet=_tiny_unet(3, attention="cross", context_dim=128),
+        conditioning=ConditioningConfig(kind="layout", n_classes=STAND_IN_CLASSES, grid=17, max_boxes=16, dim=128,
+                                        depth=2, heads=4, dim_head=32),
+        diffusion=_diffusion("layout", loss_type="l1"),
+        latent_channels=3, latent_size=(16, 16), first_stage="kl-f4-tiny",
+    )
+
+
 # The f-sweep of Sec. 4.1 (Tab. 13: ImageNet, class-conditional, one head; Tab. 14: CelebA, unconditional),
 # each with its first stage at 256 px. Attention resolutions 32,16,8 (16,8,4 for f16; 8,4,2 for f32) as
 # downsampling factors of the z-shape's side. LDM-1 (pixel space) has no first stage here.
@@ -257,9 +321,9 @@ _PRESETS: dict[str, Callable[[], LDMConfig]] = {
     "bsr-sr-ldm4": _bsr_sr_ldm4,
     "inpaint-ldm4": _inpaint_ldm4,
     "inpaint-ldm4-big": _inpaint_ldm4_big,
-
-
     "semantic-ldm4": _semantic_ldm4,
+    "layout-openimages-ldm4": _layout_openimages_ldm4,
+    "layout-coco-ldm8": _layout_coco_ldm8,
     **_SWEEP,
     "tiny-uncond": _tiny_uncond,
     "tiny-cond": _tiny_cond,
@@ -267,6 +331,7 @@ _PRESETS: dict[str, Callable[[], LDMConfig]] = {
     "tiny-sr": _tiny_sr,
     "tiny-inpaint": _tiny_inpaint,
     "tiny-semantic": _tiny_semantic,
+    "tiny-layout": _tiny_layout,
 }
 
 

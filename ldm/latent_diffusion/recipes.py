@@ -59,6 +59,10 @@ RECIPES: dict[str, Recipe] = {
     "inpaint-ldm4": Recipe(128, 360_000, "Tab. 15 inpainting; reference inpainting_big config", _scaled(1.0e-6)),
     "inpaint-ldm4-big": Recipe(128, 360_000, "Tab. 15 inpainting; reference inpainting_big config", _scaled(1.0e-6)),
     "semantic-ldm4": Recipe(48, 360_000, "Tab. 15 semantic synthesis (landscapes); REFERENCE.md", _scaled(1.0e-6)),
+    # Layout-to-image: 2.0e-6 x 24 and 1.0e-6 x 48 are Tab. 15's 4.8e-5; COCO's dropout 0.1 is in its preset.
+    "layout-openimages-ldm4": Recipe(24, 4_400_000, "Tab. 15 layout-to-image OpenImages; reference "
+                                     "layout2img-openimages256 config", _scaled(2.0e-6)),
+    "layout-coco-ldm8": Recipe(48, 170_000, "Tab. 15 layout-to-image COCO", _scaled(1.0e-6)),
     # The f-sweep of Sec. 4.1: ImageNet class-conditional (Tab. 13), CelebA unconditional (Tab. 14).
     "cin-ldm2": _tab13(9, 6.3e-5),
     "cin-ldm4": _tab13(40, 8.0e-5),
@@ -75,6 +79,7 @@ RECIPES: dict[str, Recipe] = {
     "tiny-sr": _cpu(p_uncond=0.0),  # concat conditioning has no null condition
     "tiny-inpaint": _cpu(p_uncond=0.0),
     "tiny-semantic": _cpu(p_uncond=0.0),  # nor has a label map
+    "tiny-layout": _cpu(p_uncond=0.0),  # nor does a layout (no classifier-free guidance for it in the paper)
 }
 
 

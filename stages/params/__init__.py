@@ -31,11 +31,13 @@ from stages.params.evaluation import EvaluateInpaintParams
 from stages.params.models import (
     AutoencoderParams,
     CacheLatentsParams,
+    EvaluateLayoutParams,
     EvaluateParams,
     EvaluateSemanticParams,
     SamplingParams,
     TrainAutoencoderParams,
     TrainInpaintParams,
+    TrainLayoutParams,
     TrainLDMParams,
     TrainSemanticParams,
     TrainSRParams,
@@ -44,9 +46,10 @@ from stages.params.recipes import preset_recipe, resolve
 from stages.params.storage import OrchestrateParams, StorageParams
 
 __all__ = ["ADDRESS_ENV", "AutoencoderParams", "CacheLatentsParams", "ClusterParams", "DataParams", "DegradeParams", "DownloadParams", "EvaluateParams",
-           "EvaluateInpaintParams", "EvaluateSemanticParams",
+           "EvaluateInpaintParams", "EvaluateLayoutParams", "EvaluateSemanticParams",
            "MasksParams", "OrchestrateParams", "Params", "ParamsError", "SamplingParams", "Section", "StorageParams",
-           "TrainAutoencoderParams", "TrainInpaintParams", "TrainLDMParams", "TrainSRParams", "TrainSemanticParams", "dataclass_section", "load_params",
+           "TrainAutoencoderParams", "TrainInpaintParams", "TrainLayoutParams", "TrainLDMParams", "TrainSRParams", "TrainSemanticParams",
+           "dataclass_section", "load_params",
            "lineage", "params_hash", "parse_params", "read_raw", "recipe_lineage", "to_config"]
 
 
@@ -65,9 +68,11 @@ class Params(Section):
     train_sr: TrainSRParams = TrainSRParams()
     train_inpaint: TrainInpaintParams = TrainInpaintParams()
     train_semantic: TrainSemanticParams = TrainSemanticParams()
+    train_layout: TrainLayoutParams = TrainLayoutParams()
     evaluate: EvaluateParams = EvaluateParams()
     evaluate_inpaint: EvaluateInpaintParams = EvaluateInpaintParams()
     evaluate_semantic: EvaluateSemanticParams = EvaluateSemanticParams()
+    evaluate_layout: EvaluateLayoutParams = EvaluateLayoutParams()
     storage: StorageParams = StorageParams()
     orchestrate: OrchestrateParams = OrchestrateParams()
     cluster: ClusterParams = ClusterParams()
@@ -83,7 +88,7 @@ class Params(Section):
         fitted to the pipeline's autoencoder (ValueError naming the setting to change when it cannot be)."""
         p: TrainLDMParams = getattr(self, section)
         config = p.model_settings().apply_to(preset_config(p.preset))
-        if p.n_classes and config.conditioning.kind in ("class", "semantic"):
+        if p.n_classes and config.conditioning.kind in ("class", "semantic", "layout"):
             config = dataclasses.replace(config, conditioning=dataclasses.replace(config.conditioning, n_classes=p.n_classes))
         name = self.autoencoder.preset
         return paired_config(config, name, autoencoder_config(name), self.data.resolution)

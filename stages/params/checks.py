@@ -15,7 +15,7 @@ from ldm.latent_diffusion.config import LDMConfig
 if TYPE_CHECKING:
     from stages.params import Params
 
-LDM_SECTIONS = ("train_ldm", "train_sr", "train_inpaint", "train_semantic")
+LDM_SECTIONS = ("train_ldm", "train_sr", "train_inpaint", "train_semantic", "train_layout")
 INPAINT_KEYS = (MASKED_IMAGE, MASK)  # an inpainting model's concat condition
 
 
@@ -28,7 +28,7 @@ def check_consistency(params: Params) -> list[str]:
     problems = _first_stage(params)
     for section in LDM_SECTIONS:
         problems += _ldm(params, section)
-    return problems + _guidance(params)
+    return problems + _guidance(params) + _layout_classes(params) + _layout_sampling(params)
 
 
 def _first_stage(params: Params) -> list[str]:
@@ -59,6 +59,11 @@ def _ldm(params: Params, section: str) -> list[str]:
         problems.append(f"train_ldm.preset {p.preset!r} needs a spatial condition per latent; train it as "
                         + ("train_inpaint.preset" if inpainting else "train_sr.preset"))
     problems += _semantic(params, section, config)
+    if (section == "train_layout") != (kind == "layout"):
+        problems.append(f"train_layout.preset {p.preset!r} is not a layout model (conditioning {kind!r}); pick one that "
+                        "reads boxes, e.g. tiny-layout, layout-openimages-ldm4 or layout-coco-ldm8"
+                        if section == "train_layout" else
+                        f"{section}.preset {p.preset!r} reads boxes; train it as train_layout.preset")
     if p.recipe.p_uncond > 0 and kind not in ("class", "text"):
         problems.append(f"{section}.recipe.p_uncond: {p.recipe.p_uncond} drops a condition that a {kind!r} model "
                         "does not have; set it to 0.0")
@@ -80,6 +85,28 @@ def _semantic(params: Params, section: str, config: LDMConfig) -> list[str]:
                     f"{params.label_maps.source!r}) but the model {config.conditioning.n_classes}; "
                     f"set train_semantic.n_classes: {maps}"]
     return []
+
+
+def _layout_classes(params: Params) -> list[str]:
+    """train_layout's classes cover the ids of boxes drawn around label-map regions (dataset boxes: the stage checks
+    the cache, whose class table only the label_maps stage reads)."""
+    maps = params.label_maps.config()
+    try:
+        classes = params.ldm_config("train_layout").conditioning.n_classes
+    except ValueError:
+        return []  # reported by _ldm
+    if maps.boxes != "label_map" or classes >= maps.map_classes:
+        return []
+    return [f"train_layout.n_classes: the label_maps boxes carry class ids up to {maps.map_classes - 1}, but "
+            f"train_layout.preset {params.train_layout.preset!r} has {classes} classes; set train_layout.n_classes: "
+            f"{maps.map_classes}"]
+
+
+def _layout_sampling(params: Params) -> list[str]:
+    """A layout model has no null layout to guide against (nor did the paper guide it)."""
+    scale = params.evaluate_layout.sampling.guidance_scale
+    return [] if scale == 1.0 else [f"evaluate_layout.sampling.guidance_scale: {scale}, but layout models sample "
+                                    "unguided (they learn no null layout); set it to 1.0"]
 
 
 def _guidance(params: Params) -> list[str]:

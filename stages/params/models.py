@@ -175,7 +175,28 @@ class TrainSemanticParams(TrainLDMParams):
     preset: str = Field("tiny-semantic", description="tiny-semantic | semantic-ldm4")
 
 
+class TrainLayoutParams(TrainLDMParams):
+    """Stage `train_layout`: layout-to-image, the boxes of each latent's image as tokens (Sec. 4.3.1, D.2.1).
+
+    Takes the loop settings of `train_ldm` it does not set (stages.params.recipes.INHERITS).
+    """
+
+    preset: str = Field("tiny-layout", description="tiny-layout | layout-openimages-ldm4 | layout-coco-ldm8")
+    n_classes: int = Field(0, ge=0, le=100_000, description="box classes; 0: the preset's")
+
+
 SamplingParams = dataclass_section(SamplerSettings, "SamplingParams")
+
+
+class EvaluateLayoutParams(Section):
+    """Stage `evaluate_layout`: val layouts | real images | samples of several seeds (Sec. 4.3.1, Fig. 15)."""
+
+    layouts: int = Field(6, ge=1, le=256, description="val layouts drawn, one row each (the first with boxes)")
+    seeds: int = Field(3, ge=1, le=16, description="samples per layout, from seeds seed .. seed + seeds - 1")
+    seed: int = Field(0, ge=0, description="the first seed; seed s starts from the same noise under every layout")
+    batch_size: int = Field(16, ge=1, le=4096)
+    sampling: SamplingParams = SamplingParams()  # type: ignore[valid-type]
+    threads: int = Field(2, ge=1, le=256, description="CPU threads for torch")
 
 
 class EvaluateParams(Loading):

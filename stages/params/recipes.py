@@ -2,8 +2,8 @@
 
 A training section's values come, in order of precedence, from params.yaml (or a
 `--set`), from its preset's recipe (`ldm.*.recipes`, plus an LDM preset's own
-research settings under `model`), or from the section's defaults. `train_sr`, `train_inpaint` and
-`train_semantic` also take the loop settings of `train_ldm` they do not set (INHERITS). `resolve` does this
+research settings under `model`), or from the section's defaults. `train_sr`, `train_inpaint`, `train_semantic`
+and `train_layout` also take the loop settings of `train_ldm` they do not set (INHERITS). `resolve` does this
 on the raw mapping before validation and says where every value it filled came from.
 """
 
@@ -21,7 +21,8 @@ from stages.params.models import PlacementParams, TrainingLoop
 
 FROM_PARAMS = "params.yaml"
 FROM_DEFAULT = "default"
-INHERITS = {"train_sr": "train_ldm", "train_inpaint": "train_ldm", "train_semantic": "train_ldm"}  # section -> the section whose loop settings it takes (dvc.yaml lists both)
+# section -> the section whose loop settings it takes (dvc.yaml lists both)
+INHERITS = {"train_sr": "train_ldm", "train_inpaint": "train_ldm", "train_semantic": "train_ldm", "train_layout": "train_ldm"}
 # TrainingLoop's fields and where the processes run (ldm.placement.Placement)
 INHERITED_KEYS = (*TrainingLoop.model_fields, *PlacementParams.model_fields)
 
@@ -41,6 +42,7 @@ RECIPE_OF: dict[str, tuple[tuple[str, str], Callable[[str], dict[str, Any]], str
     "train_sr": (("train_sr", "preset"), _ldm_overlay, "tiny-sr"),
     "train_inpaint": (("train_inpaint", "preset"), _ldm_overlay, "tiny-inpaint"),
     "train_semantic": (("train_semantic", "preset"), _ldm_overlay, "tiny-semantic"),
+    "train_layout": (("train_layout", "preset"), _ldm_overlay, "tiny-layout"),
 }
 
 

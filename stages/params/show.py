@@ -14,7 +14,7 @@ from stages.params.base import ParamsError
 from stages.params.recipes import FROM_DEFAULT, resolve
 
 FROM_SET = "--set"
-TRAINING = ("train_autoencoder", "train_ldm", "train_sr", "train_inpaint")
+TRAINING = ("train_autoencoder", "train_ldm", "train_sr", "train_inpaint", "train_semantic", "train_layout")
 
 
 def apply_sets(raw: dict[str, Any], assignments: list[str]) -> tuple[dict[str, Any], list[str]]:
