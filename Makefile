@@ -1,4 +1,5 @@
-# Two commands: `make run` (the pipeline on the embedded default) and `make test`.
+# Two commands: `make run` (the pipeline on the embedded default: the class-conditional, super-resolution and
+# inpainting branches with their evaluations; `dvc repro` runs every branch) and `make test`.
 # Both set up what is missing first and reinstall nothing on a second call.
 SHELL := /bin/bash
 VENV := .venv
@@ -17,10 +18,12 @@ export HF_HOME := $(CURDIR)/.cache/huggingface
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
+RUN_TARGETS := evaluate evaluate_inpaint
+
 .PHONY: run test setup init check clean-outputs
 
 run: setup init
-	dvc repro
+	dvc repro $(RUN_TARGETS)
 
 test: setup init
 	$(PY) -m pytest

@@ -44,7 +44,8 @@ def shard_urls(folder: Location, split: str) -> list[str]:
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """[H x W x 3] uint8 -> [3 x H x W] float32 in [-1, 1]."""
-    return rearrange(torch.from_numpy(np.ascontiguousarray(image)), "h w c -> c h w").float() / 127.5 - 1.0
+    x = torch.tensor(image, dtype=torch.float32)  # a copy: read-only arrays (PIL's, mmap'd shards) are fine
+    return rearrange(x, "h w c -> c h w") / 127.5 - 1.0
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
