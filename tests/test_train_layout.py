@@ -117,7 +117,8 @@ def test_train_layout_then_evaluate_layout(cache, tmp_path):
     loaded = load_ldm(tmp_path / "models" / "ldm_layout")
     assert loaded.model.config.conditioning.kind == "layout" and list(loaded.card.lineage["params"]) == ["train_layout"]
     shutil.copytree(cache / "models" / "autoencoder", tmp_path / "models" / "autoencoder")
-    params = parse_params({"data": DATA, "evaluate_layout": {"layouts": 3, "seeds": 2, "sampling": {"steps": 2}}})
+    params = parse_params({"data": DATA, "evaluate_layout": {"layouts": 3, "seeds": 2, "sampling": {"steps": 2},
+                                                             "feature_extractor": "random-conv"}})
     out = evaluate_layout.run(params, evaluate_layout.Paths(tmp_path / "models", cache / "latents_layouts",
                                                              cache / "images", tmp_path / "eval.json",
                                                              tmp_path / "reports"))
@@ -125,6 +126,12 @@ def test_train_layout_then_evaluate_layout(cache, tmp_path):
     with Image.open(tmp_path / "reports" / evaluate_layout.PICTURE) as picture:
         assert picture.width > 4 * 64 and picture.height > 3 * 64  # 4 columns of 3 rows
     assert json.loads((tmp_path / "eval.json").read_text())["lineage"]["inputs_sha256"]["model"]
+    fid = out["fid"]  # Tab. 9's score, here with the seeded stand-in extractor (named as one)
+    assert fid["samples"] == 6 and math.isfinite(fid["fid"]) and fid["stand_in"] and fid["reference"]["images"] > 0
+    urls = sorted(str(u) for u in (cache / "images").glob("val-*.tar"))
+    absent = parse_params({"data": DATA, "evaluate_layout": {"inception_weights": str(tmp_path / "none.pth")}})
+    skipped = evaluate_layout._fid(absent, torch.zeros(2, 2, 3, 64, 64, dtype=torch.uint8), urls)
+    assert "none.pth" in skipped["skipped"] and "evaluate_layout.inception_weights" in skipped["skipped"]
 
 
 def test_a_cache_without_layouts_names_the_setting(cache, tmp_path):

@@ -196,6 +196,9 @@ class EvaluateLayoutParams(Section):
     seed: int = Field(0, ge=0, description="the first seed; seed s starts from the same noise under every layout")
     batch_size: int = Field(16, ge=1, le=4096)
     sampling: SamplingParams = SamplingParams()  # type: ignore[valid-type]
+    feature_extractor: FeatureExtractorName = Field(
+        "inception-v3-compat", description="FID's features (Tab. 9); random-conv: a seeded stand-in, smoke runs only")
+    inception_weights: str = Field("", description="Inception file; empty: torch-fidelity's file in $TORCH_HOME/hub/checkpoints")
     threads: int = Field(2, ge=1, le=256, description="CPU threads for torch")
 
 
