@@ -18,6 +18,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from ldm.data.layouts import Box, Layout, save_layouts
 from stages.params import parse_params
 
 pytestmark = pytest.mark.slow
@@ -315,6 +316,7 @@ def test_every_documented_command_runs_as_written_from_a_clean_shell(repo, root,
     hole = np.zeros((40, 56), dtype=np.uint8)
     hole[8:24, 16:40] = 255
     Image.fromarray(hole).save(repo / "hole.png")
+    save_layouts(repo / "boxes.json", [Layout("street", None, None, (Box(1, 0.0, 0.5, 1.0, 1.0), Box(3, 0.3, 0.1, 0.7, 0.6)))])
     shell = CleanShell(repo, tmp_path / "home")
     failures, ran = [], 0
     try:
@@ -349,3 +351,4 @@ def test_every_documented_command_runs_as_written_from_a_clean_shell(repo, root,
     assert ran >= 25 and failures == [], "\n\n".join(failures)
     assert (repo / "samples" / "grid.png").is_file() and Image.open(repo / "photo_x4.png").size == (56 * 4, 40 * 4)
     assert Image.open(repo / "out" / "photo-1.png").size == (56, 40)
+    assert (repo / "samples" / "layout" / "grid.png").is_file()
