@@ -272,7 +272,11 @@ SMALL = {"download.embedded.train_crops": 96, "download.embedded.val_crops": 24,
          "train_autoencoder.steps": 4, "train_autoencoder.val_every": 2, "train_autoencoder.checkpoint_every": 2,
          "train_autoencoder.recipe.decay_steps": 4, "evaluate.samples": 8, "evaluate.sampling.steps": 4,
          "evaluate.sr_samples": 4, "evaluate.sr_sampling.steps": 4, "evaluate.feature_extractor": "random-conv",
-         **{f"{s}.{k}": v for s in ("train_ldm", "train_sr") for k, v in
+         "evaluate_inpaint.samples": 4, "evaluate_inpaint.sampling.steps": 4,
+         "evaluate_inpaint.feature_extractor": "random-conv", "evaluate_inpaint.lpips_net": "random-vgg16",
+         "evaluate_semantic.maps": 2, "evaluate_semantic.sampling.steps": 4,
+         "evaluate_layout.layouts": 2, "evaluate_layout.seeds": 2, "evaluate_layout.sampling.steps": 4,
+         **{f"{s}.{k}": v for s in ("train_ldm", "train_sr", "train_inpaint", "train_semantic", "train_layout") for k, v in
             {"steps": 4, "val_every": 2, "checkpoint_every": 2, "batch_size": 8}.items()}}
 
 
