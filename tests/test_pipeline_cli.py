@@ -24,8 +24,8 @@ from stages.params import parse_params
 pytestmark = pytest.mark.slow
 
 
-def _sh(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    result = subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, timeout=600)
+def _sh(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    result = subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result
 
@@ -40,8 +40,13 @@ def repo(tmp_path_factory, root) -> Path:
         shutil.copytree(root / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     _sh("git", "init", "-q", cwd=repo)
     _sh("dvc", "init", "-q", cwd=repo)
-    _sh("dvc", "repro", cwd=repo)
+    _sh("dvc", "repro", cwd=repo, timeout=REPRO_TIMEOUT_S)
     return repo
+
+
+# Every branch of the DAG, on 2 shared cores: the whole `dvc repro` (the fixture, the docs' `ldm run` after an edit
+# to storage params) may take longer than one command should.
+REPRO_TIMEOUT_S = 1800
 
 
 # The embedded default with training and sampling cut short: the DAG and its files, not the model quality.
@@ -224,7 +229,7 @@ class CleanShell:
     def script(self, command: str) -> list[str]:
         return ["bash", "--noprofile", "--norc", "-c", f"source .venv/bin/activate{self.exports} && {command}"]
 
-    def run(self, command: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    def run(self, command: str, timeout: float = REPRO_TIMEOUT_S) -> subprocess.CompletedProcess:
         if command.startswith("export "):
             self.exports += f" && {command}"
             return subprocess.CompletedProcess(command, 0, "", "")
