@@ -117,13 +117,14 @@ def unet_blocks(cfg: UNetConfig, prefix: str = "unet.") -> list[Block]:
 
 
 def conditioner_blocks(cfg: ConditioningConfig, prefix: str = "cond_model.") -> list[Block]:
-    """tau_theta: the class embedding, the text transformer or the semantic rescaler's 1x1 conv; none for
-    unconditional and concat models."""
+    """tau_theta: the class embedding, the text transformer (the layout model's box transformer is the same module
+    under the same names, as the reference's) or the semantic rescaler's 1x1 conv; none for unconditional and
+    concat models."""
     if cfg.kind == "class":
         return [Block("param", f"{prefix}embedding", "class.embedding")]
     if cfg.kind == "semantic":
         return [Block("param", f"{prefix}channel_mapper", "semantic.channel_mapper")]
-    if cfg.kind != "text":
+    if cfg.kind not in ("text", "layout"):
         return []
     blocks = [Block("param", f"{prefix}token_emb", "text.token_emb"), Block("param", f"{prefix}pos_emb", "text.pos_emb")]
     for i in range(cfg.depth):
