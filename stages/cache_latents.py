@@ -141,9 +141,11 @@ def _jobs(paths: Paths, params: Params) -> list[ShardJob]:
     if not jobs:
         raise InputNotFound(f"{paths.images}: no image shards; run the download stage first (dvc repro download)")
     if params.cache_latents.masks:
-        jobs = _with_masks(jobs, paths.masks)
+        masks = _mirror(jobs, paths.masks, "masks")
+        jobs = [dataclasses.replace(job, masks=masks[job.name]) for job in jobs]
     if params.cache_latents.label_maps:
-        jobs = _with_label_maps(jobs, paths.label_maps)
+        maps = _mirror(jobs, paths.label_maps, "label_maps")
+        jobs = [dataclasses.replace(job, label_maps=maps[job.name]) for job in jobs]
     if params.cache_latents.pairs:
         require_complete(paths.pairs, "degrade")
         pairs = remote.glob(paths.pairs, "*.tar")
@@ -153,31 +155,21 @@ def _jobs(paths: Paths, params: Params) -> list[ShardJob]:
     return jobs
 
 
-def _with_masks(jobs: list[ShardJob], masks: Location | None) -> list[ShardJob]:
-    """Each image shard's job with the mask shard of its name; the mask folder must mirror the image folder."""
-    if masks is None:
-        raise InputNotFound("cache_latents.masks is true but no --masks folder was given; pass the masks stage's "
-                            "output (--masks data/masks) or set cache_latents.masks: false")
-    require_complete(masks, "masks")
-    found = {name_of(url): url for url in remote.glob(masks, "*.tar")}
+def _mirror(jobs: list[ShardJob], folder: Location | None, stage: str) -> dict[str, str]:
+    """The shards of `stage`'s output folder by the name of the image shard they mirror (cache_latents.<stage>);
+    the folder must hold one shard per image shard, of the same name."""
+    if folder is None:
+        flag = f"--{stage.replace('_', '-')}"
+        raise InputNotFound(f"cache_latents.{stage} is true but no {flag} folder was given; pass the {stage} stage's "
+                            f"output ({flag} data/{stage}) or set cache_latents.{stage}: false")
+    require_complete(folder, stage)
+    found = {name_of(url): absolute(url) for url in remote.glob(folder, "*.tar")}
     images = [job.name for job in jobs]
     if sorted(found) != sorted(images):
         missing = sorted(set(images) - set(found)) or sorted(set(found) - set(images))
-        raise InvalidInput(f"{masks}: the mask shards do not mirror the image shards (first differing: {missing[0]}); "
-                           "run `dvc repro masks` on these images, or set cache_latents.masks: false")
-    return [dataclasses.replace(job, masks=found[job.name]) for job in jobs]
-def _with_label_maps(jobs: list[ShardJob], folder: Location | None) -> list[ShardJob]:
-    """Each image shard's job with the label-map shard of its name (cache_latents.label_maps)."""
-    if folder is None:
-        raise InputNotFound("cache_latents.label_maps is true but no --label-maps folder was given; pass the "
-                            "label_maps stage's output (dvc.yaml) or set cache_latents.label_maps: false")
-    require_complete(folder, "label_maps")
-    found = {name_of(url): url for url in remote.glob(folder, "*.tar")}
-    missing = [job.name for job in jobs if job.name not in found]
-    if missing:
-        raise InputNotFound(f"{folder}: no label-map shard {missing[0]} for the image shard of that name; run "
-                            "`dvc repro label_maps` or set cache_latents.label_maps: false")
-    return [dataclasses.replace(job, label_maps=absolute(found[job.name])) for job in jobs]
+        raise InvalidInput(f"{folder}: the {stage} shards do not mirror the image shards (first differing: "
+                           f"{missing[0]}); run `dvc repro {stage}` on these images, or set cache_latents.{stage}: false")
+    return found
 
 
 def _input_hashes(jobs: list[ShardJob]) -> dict[str, str]:
@@ -213,9 +205,8 @@ def _encode_on_task_pool(params: Params, paths: Paths, jobs: list[ShardJob], sta
                          settings: EncodeSettings) -> TaskRecord:
     """Every shard as one task of the local pool or the Dask cluster; each worker loads the model once."""
     p, cluster, tasks = params.cache_latents, params.cluster, TaskLog()
-    work = [EncodeTask(dataclasses.replace(job, source=absolute(job.source), masks=absolute(job.masks) if job.masks else ""),
-                       str(staging.resolve()), str(paths.model.resolve()),
-                       settings, p.threads, remote.current()) for job in jobs]  # absolute paths: a worker's cwd is its own
+    work = [EncodeTask(dataclasses.replace(job, source=absolute(job.source)), str(staging.resolve()),
+                       str(paths.model.resolve()), settings, p.threads, remote.current()) for job in jobs]  # absolute paths: a worker's cwd is its own
     with task_pool(p.workers, cluster.address, cluster.timeout_s) as pool:
         for _ in map_tasks(pool, encode_shard_task, work, [job.name for job in jobs], retries=cluster.retries,
                            log_to=tasks, desc="encode"):
