@@ -28,8 +28,10 @@ def _tars(folder: Path) -> dict[str, bytes]:
 
 
 def _run(images: Path, out: Path, **label_maps) -> dict:
-    # a semantic model must cover the maps' classes (182 for COCO-Stuff): params check refuses it otherwise
-    params = parse_params({"label_maps": {"grid_images": 4, **label_maps}, "train_semantic": {"n_classes": 182}})
+    # the semantic and layout models must cover the maps' classes (182 for COCO-Stuff): params check refuses it otherwise
+    covered = {"n_classes": 182}
+    params = parse_params({"label_maps": {"grid_images": 4, **label_maps},
+                           "train_semantic": covered, "train_layout": covered})
     return run(params, Paths(images, out / "label_maps", out / "label_maps.json", out / "label_maps.png"))
 
 
