@@ -15,7 +15,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from flows.cli_models import _positive, _read_image, _settings, add_sampler_options
+from flows.cli_sampling import add_sampler_options, positive, read_image, sampler_settings
 from ldm.errors import InvalidInput
 
 log = logging.getLogger("ldm.inpaint")
@@ -56,8 +56,8 @@ def inpaint(args: argparse.Namespace) -> Path:
     from ldm.masks.shards import masked_image
     from ldm.model_dir import AUTOENCODER, LDM_INPAINT
 
-    settings = _settings(args)
-    image, mask = _read_image(args.input, ""), _read_mask(args.mask)
+    settings = sampler_settings(args)
+    image, mask = read_image(args.input, ""), _read_mask(args.mask)
     if mask.shape != image.shape[:2]:
         raise InvalidInput(f"--mask {args.mask}: {mask.shape[0]}x{mask.shape[1]} px but {args.input} is "
                            f"{image.shape[0]}x{image.shape[1]}; the mask must have the image's height and width")
@@ -96,6 +96,6 @@ def add_inpaint_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT",
                    help="output PNG: input | mask | masked | sample 1..K in titled columns; the filled images are"
                         " written beside it as OUT's stem + -1.png ... -K.png (photo.png: photo-1.png, photo-2.png)")
-    p.add_argument("--samples", type=_positive, default=4, metavar="K", help="filled versions (default: %(default)s)")
-    p.add_argument("--batch-size", type=_positive, default=16)
+    p.add_argument("--samples", type=positive, default=4, metavar="K", help="filled versions (default: %(default)s)")
+    p.add_argument("--batch-size", type=positive, default=16)
     p.set_defaults(handler=inpaint)

@@ -26,11 +26,11 @@ import argparse
 import dataclasses
 import logging
 import re
-import typing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ldm.diffusion.config import FinalAlpha, ImageGuideSettings, SamplerName, SamplerSettings, Spacing
+from flows.cli_sampling import add_sampler_options, positive, read_image, sampler_settings
+from ldm.diffusion.config import ImageGuideSettings
 from ldm.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -41,16 +41,7 @@ if TYPE_CHECKING:
     from ldm.latent_diffusion.generate import ImageGuide
 
 log = logging.getLogger("ldm.sample")
-DEFAULTS = SamplerSettings()
 GUIDE_DEFAULTS = ImageGuideSettings()
-
-
-def _settings(args: argparse.Namespace) -> SamplerSettings:
-    try:
-        return SamplerSettings(sampler=args.sampler, steps=args.steps, eta=args.eta, spacing=args.spacing,
-                               final_alpha=args.final_alpha, guidance_scale=getattr(args, "guidance", 1.0))
-    except ValueError as exc:
-        raise InvalidInput(str(exc)) from None
 
 
 def _check_condition(kind: str, n_classes: int, args: argparse.Namespace) -> None:
@@ -100,19 +91,6 @@ def _size(text: str | None) -> tuple[int, int] | None:
     return int(match[1]), int(match[2])
 
 
-def _read_image(path: Path, flag: str) -> np.ndarray:
-    """[H x W x 3] uint8 of an image file (the project's decoder); a missing or unreadable one is a one-line error."""
-    from ldm.data.images import BadImage, decode_image
-    from ldm.errors import InputNotFound
-
-    try:
-        return decode_image(path.read_bytes())[0]
-    except (FileNotFoundError, IsADirectoryError):
-        raise InputNotFound(f"{flag}{path}: no such image file") from None
-    except BadImage as exc:
-        raise InvalidInput(f"{flag}{path}: {exc}") from None
-
-
 def _guide_settings(args: argparse.Namespace) -> ImageGuideSettings | None:
     if args.guide is None:
         if args.guide_scale is not None:
@@ -137,8 +115,8 @@ def sample(args: argparse.Namespace) -> Path:
 
     if args.map is not None:
         return sample_map(args)
-    settings, size, guide_settings = _settings(args), _size(args.size), _guide_settings(args)
-    guide_image = _read_image(args.guide, "--guide ") if guide_settings is not None else None
+    settings, size, guide_settings = sampler_settings(args), _size(args.size), _guide_settings(args)
+    guide_image = read_image(args.guide, "--guide ") if guide_settings is not None else None
     autoencoder, _ = load_autoencoder(args.models / "autoencoder")
     loaded = load_ldm(args.models / (LDM if args.layout is None else LDM_LAYOUT))
     cfg, f = loaded.model.config, autoencoder.downsample_factor
@@ -187,7 +165,7 @@ def sample_map(args: argparse.Namespace) -> Path:
 
     if args.class_id is not None or args.prompt is not None or args.guide is not None:
         raise InvalidInput("--map draws from a label map alone; leave out --class, --prompt and --guide")
-    settings, folder = _settings(args), args.models / LDM_SEMANTIC
+    settings, folder = sampler_settings(args), args.models / LDM_SEMANTIC
     autoencoder, _ = load_autoencoder(args.models / "autoencoder")
     loaded = load_ldm(folder)
     check_semantic_model(loaded, str(folder))
@@ -255,11 +233,11 @@ def upscale(args: argparse.Namespace) -> Path:
     from ldm.latent_diffusion.checkpoint import load_ldm
     from ldm.latent_diffusion.upscale import check_sr_model, upscale_image
 
-    settings = _settings(args)
+    settings = sampler_settings(args)
     autoencoder, _ = load_autoencoder(args.models / "autoencoder")
     loaded = load_ldm(args.models / "ldm_sr")
     check_sr_model(loaded, str(args.models / "ldm_sr"))
-    image = _read_image(args.input, "")
+    image = read_image(args.input, "")
     result = upscale_image(loaded, autoencoder.decode, image, settings=settings, seed=args.seed, tile=args.tile,
                            overlap=args.overlap, downsample=autoencoder.downsample_factor)
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -269,41 +247,18 @@ def upscale(args: argparse.Namespace) -> Path:
     return args.output
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def add_sampler_options(parser: argparse.ArgumentParser, guidance: bool) -> None:
-    """The sampler flags shared by `sample` and `upscale` (choices and defaults from SamplerSettings)."""
-    parser.add_argument("--models", type=Path, default=Path("models"), metavar="MODEL_DIR",
-                        help="folder with autoencoder/ and ldm/, ldm_layout/ or ldm_sr/")
-    parser.add_argument("--sampler", choices=typing.get_args(SamplerName), default=DEFAULTS.sampler)
-    parser.add_argument("--steps", type=_positive, default=DEFAULTS.steps, help="denoising steps, at most the model's T (default: %(default)s)")
-    parser.add_argument("--eta", type=float, default=DEFAULTS.eta, help="DDIM noise: 0 deterministic (default), 1 DDPM-like")
-    parser.add_argument("--spacing", choices=typing.get_args(Spacing), default=DEFAULTS.spacing, help="timestep spacing (default: %(default)s)")
-    parser.add_argument("--final-alpha", choices=typing.get_args(FinalAlpha), default=DEFAULTS.final_alpha,
-                        help="where DDIM/PLMS/DPM++ end: one = alpha_bar 1, the x0 estimate (default);"
-                             " t0 = alpha_bar[t_0], as the reference")
-    parser.add_argument("--seed", type=int, default=0, help="sample i starts from noise seeded with seed + i")
-    if guidance:
-        parser.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale; 1 = none (default: %(default)s)")
-
-
 def add_model_commands(commands: argparse._SubParsersAction) -> None:
     """Register `sample` and `upscale` on the `ldm` parser."""
     s = commands.add_parser("sample", help="draw images from a trained LDM", description=sample.__doc__)
     add_sampler_options(s, guidance=True)
-    s.add_argument("-n", type=_positive, default=16, help="number of images (default: %(default)s)")
+    s.add_argument("-n", type=positive, default=16, help="number of images (default: %(default)s)")
     s.add_argument("--class", dest="class_id", type=int, default=None, help="class id (class-conditional models)")
     s.add_argument("--prompt", default=None, help="text prompt (text models)")
     s.add_argument("--layout", type=Path, default=None, metavar="BOXES_JSON",
                    help="layout file (one layout or a list; see the README) for the layout-to-image model in"
                         " MODEL_DIR/ldm_layout")
     s.add_argument("--index", type=int, default=0, help="which layout of a --layout list (default: %(default)s)")
-    s.add_argument("--batch-size", type=_positive, default=16)
+    s.add_argument("--batch-size", type=positive, default=16)
     s.add_argument("--size", default=None, metavar="HxW",
                    help="image size in pixels, e.g. 128x96: multiples of the autoencoder's f times the UNet's"
                         " downsampling (default: the training size); convolutional sampling, Sec. C.1")
@@ -322,6 +277,6 @@ def add_model_commands(commands: argparse._SubParsersAction) -> None:
     add_sampler_options(u, guidance=False)
     u.add_argument("input", type=Path, help="image file (any size; RGB, grey, alpha are converted)")
     u.add_argument("-o", "--output", type=Path, required=True, help="output PNG")
-    u.add_argument("--tile", type=_positive, default=64, help="LR tile side in pixels (default: %(default)s)")
+    u.add_argument("--tile", type=positive, default=64, help="LR tile side in pixels (default: %(default)s)")
     u.add_argument("--overlap", type=int, default=16, help="LR pixels shared by neighbouring tiles (default: %(default)s)")
     u.set_defaults(handler=upscale)
