@@ -314,6 +314,7 @@ def test_pipeline_flow_runs_pushes_releases_and_the_release_pulls_back(prefect_h
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _sh("git", "init", "-q", cwd=repo)
     _sh(sys.executable, "-m", "dvc", "init", "-q", cwd=repo)
+    shutil.copy(root / ".dvcignore", repo / ".dvcignore")
     _sh("git", "add", "-A", cwd=repo)
     _sh("git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "pipeline", cwd=repo)
     head = _sh("git", "rev-parse", "HEAD", cwd=repo).strip()
