@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,25 @@ def pytest_configure(config: pytest.Config) -> None:
 def root() -> Path:
     """The project checkout."""
     return ROOT
+
+
+# What a pipeline workspace holds of the checkout: the DAG, what DVC ignores, the code its stages run, the embedded data.
+PIPELINE_FILES = ("dvc.yaml", ".dvcignore")
+PIPELINE_FOLDERS = ("ldm", "stages", "data/source")
+
+
+def _copy_pipeline(repo: Path) -> None:
+    for name in PIPELINE_FILES:
+        shutil.copy(ROOT / name, repo / name)
+    for name in PIPELINE_FOLDERS:
+        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+
+
+@pytest.fixture(scope="session")
+def copy_pipeline():
+    """copy_pipeline(repo): the checkout's pipeline files into `repo`, before its `git init` and `dvc init` (which
+    keeps an existing .dvcignore); params.yaml is each test's own."""
+    return _copy_pipeline
 
 
 @pytest.fixture(scope="module")

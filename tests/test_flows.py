@@ -296,7 +296,8 @@ def _small_params(shipped: dict, endpoint: str, bucket: str) -> dict:
 
 
 @pytest.mark.slow
-def test_pipeline_flow_runs_pushes_releases_and_the_release_pulls_back(prefect_harness, s3_env, root, tmp_path):
+def test_pipeline_flow_runs_pushes_releases_and_the_release_pulls_back(prefect_harness, s3_env, root, copy_pipeline,
+                                                                       tmp_path):
     from prefect.client.orchestration import get_client
 
     from flows.pipeline import pipeline
@@ -307,14 +308,11 @@ def test_pipeline_flow_runs_pushes_releases_and_the_release_pulls_back(prefect_h
     client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     repo = tmp_path / "repo"
     repo.mkdir()
-    shutil.copy(root / "dvc.yaml", repo / "dvc.yaml")
-    for name in ("ldm", "stages", "data/source"):
-        shutil.copytree(root / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    copy_pipeline(repo)
     params = _small_params(yaml.safe_load((root / "params.yaml").read_text()), s3_env, bucket)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _sh("git", "init", "-q", cwd=repo)
     _sh(sys.executable, "-m", "dvc", "init", "-q", cwd=repo)
-    shutil.copy(root / ".dvcignore", repo / ".dvcignore")
     _sh("git", "add", "-A", cwd=repo)
     _sh("git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "pipeline", cwd=repo)
     head = _sh("git", "rev-parse", "HEAD", cwd=repo).strip()

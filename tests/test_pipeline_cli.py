@@ -31,16 +31,13 @@ def _sh(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProc
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, root) -> Path:
+def repo(tmp_path_factory, root, copy_pipeline) -> Path:
     """A copy of the project's pipeline files in a fresh git + DVC repository, reproduced once."""
     repo = tmp_path_factory.mktemp("pipeline")
-    shutil.copy(root / "dvc.yaml", repo / "dvc.yaml")
+    copy_pipeline(repo)
     (repo / "params.yaml").write_text(short_params((root / "params.yaml").read_text()))
-    for name in ("ldm", "stages", "data/source"):
-        shutil.copytree(root / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     _sh("git", "init", "-q", cwd=repo)
     _sh("dvc", "init", "-q", cwd=repo)
-    shutil.copy(root / ".dvcignore", repo / ".dvcignore")
     _sh("dvc", "repro", cwd=repo, timeout=REPRO_TIMEOUT_S)
     return repo
 
