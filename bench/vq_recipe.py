@@ -1,13 +1,13 @@
 """The VQ first stage beside the KL one on the CPU recipe: val PSNR, SSIM and codebook health, in one run.
 
-    .venv/bin/python bench/vq_recipe.py                       # kl-f4-tiny and vq-f4-tiny, ~10 min on 2 cores
+    .venv/bin/python bench/vq_recipe.py                       # kl-f4-tiny and vq-f4-tiny: two trainings of ~4 min on 2 cores
     .venv/bin/python bench/vq_recipe.py --presets vq-f4-tiny --recipe vq_restart_every=0  # no restarts
     .venv/bin/python bench/vq_recipe.py --images data/images  # reuse shards of the download stage
 
 Cuts the default data once (the `download` stage with params.yaml's `data` and
 `download` sections: 64x64 crops of the embedded photographs) unless `--images`
 names a shard folder, then runs the `train_autoencoder` stage on it for each
-preset with that preset's recipe (500 batches of 16, seed 0; `--recipe KEY=VALUE`
+preset with that preset's recipe (300 batches of 16, seed 0; `--recipe KEY=VALUE`
 overrides a recipe field for every preset) and prints one row per preset: val
 PSNR, SSIM, codebook size, perplexity and dead-code fraction (VQ), the
 report's warnings, and the training time. `--out` also writes the rows as JSON.

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import math
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger
 
+from ldm.errors import InvalidInput, UserError
 from ldm.placement import Placement, is_launch_rank_zero
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,69 @@ def resume_path(folder: Path, settings: dict[str, Any], resume: bool = True) -> 
     folder.mkdir(parents=True)
     run_file.write_text(json.dumps({"fingerprint": key, "settings": settings}, indent=2, sort_keys=True, default=str))
     return None
+
+
+class NonFiniteLossError(UserError, RuntimeError):
+    """Too many training steps in a row had a NaN or inf loss: training stops, the last good checkpoint is kept."""
+
+
+class BadSteps:
+    """Skips a training step whose loss is NaN or inf (no update), up to `limit` in a row; one more stops the fit.
+
+    Every rank takes the same decision (a bad loss on any rank skips the step on all of them, or the
+    gradient all-reduce would wait forever). `skipped` counts the steps skipped in this process's run.
+    """
+
+    def __init__(self, limit: int, what: str) -> None:
+        self.limit, self.what, self.in_a_row, self.skipped = limit, what, 0, 0
+
+    def skip(self, module: pl.LightningModule, losses: dict[str, torch.Tensor], step: int) -> bool:
+        """Whether to skip this step; NonFiniteLossError once more than `limit` steps in a row were bad."""
+        bad = [name for name, value in losses.items() if not bool(torch.isfinite(value.detach()).all())]
+        if module._trainer is not None:
+            bad_anywhere = module.trainer.strategy.reduce_boolean_decision(bool(bad), all=False)
+        else:
+            bad_anywhere = bool(bad)
+        if not bad_anywhere:
+            self.in_a_row = 0
+            return False
+        self.in_a_row += 1
+        self.skipped += 1
+        where = f"{self.what} {', '.join(bad) or 'loss on another rank'} loss is NaN or inf at step {step}"
+        if self.in_a_row > self.limit:
+            raise NonFiniteLossError(f"{where}, {self.in_a_row} steps in a row (limit max_bad_steps={self.limit}):"
+                                     " stopped. Lower the lr, set grad_clip, or check the inputs for NaN/inf")
+        log.warning("%s: step skipped (%d in a row, limit %d)", where, self.in_a_row, self.limit)
+        return True
+
+
+def log_grad_norm(module: pl.LightningModule, parameters: Any, name: str = "train/grad_norm") -> None:
+    """Log the total L2 norm of the gradients of `parameters` (call it before clipping); nothing on a skipped step."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if grads:
+        module.log(name, torch.nn.utils.get_total_norm(grads), on_step=True, on_epoch=False, batch_size=1)
+
+
+class UntrustedCheckpoint(InvalidInput):
+    """A checkpoint whose pickle holds more than tensors and plain containers: it is refused, nothing in it runs."""
+
+
+def fit(trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.LightningDataModule, ckpt: Path | None) -> None:
+    """`trainer.fit`, resuming from `ckpt` (from `resume_path`: the stage's own checkpoint folder only) loaded
+    weights-only, so a crafted pickle placed there runs nothing and is refused with the file named. A run
+    stopped by NaN losses (`BadSteps`) says which checkpoint it keeps."""
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
+    except NonFiniteLossError as exc:
+        last = Path(trainer.checkpoint_callback.dirpath or ".") / "last.ckpt"  # type: ignore[union-attr]
+        kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
+        raise NonFiniteLossError(f"{exc}; {kept}") from None
+    except pickle.UnpicklingError as exc:
+        if ckpt is None:
+            raise
+        reason = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line or "global" in line), "")
+        raise UntrustedCheckpoint(f"{ckpt}: refused, its pickle holds more than tensors and plain data ({reason[:160]});"
+                                  f" nothing in it ran. Delete {ckpt.parent} to train afresh") from None
 
 
 class StepsBar(TQDMProgressBar):

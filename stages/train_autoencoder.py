@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ldm.autoencoder.checkpoint import AutoencoderCard, init_autoencoder, save_autoencoder
-from ldm.autoencoder.lightning_module import AutoencoderModule, NonFiniteLossError
+from ldm.autoencoder.lightning_module import AutoencoderModule
 from ldm.autoencoder.losses import MissingWeightsError, build_lpips
 from ldm.autoencoder.presets import preset_config
 from ldm.autoencoder.report import evaluate_autoencoder, reconstruction_grid
@@ -33,7 +33,7 @@ from ldm.data.shards import require_complete, shards_sha256
 from ldm.errors import UserError
 from ldm.reports import write_json
 from ldm.storage.settings import S3Settings
-from ldm.trainer import make_trainer, resume_path, write_curves
+from ldm.trainer import fit, make_trainer, resume_path, write_curves
 from stages.cli import arg, stage_main
 from stages.params import Params, lineage, recipe_lineage, to_config
 
@@ -98,12 +98,7 @@ def run(params: Params, paths: Paths) -> dict | None:
         checkpoints=paths.checkpoints, checkpoint_every=p.checkpoint_every, logs=logs, precision=p.precision,
     )
     start = time.perf_counter()
-    try:
-        trainer.fit(module, datamodule=data, ckpt_path=str(ckpt) if ckpt else None)
-    except NonFiniteLossError as exc:
-        last = paths.checkpoints / "last.ckpt"
-        kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
-        raise StageError(f"{exc}; {kept}") from None
+    fit(trainer, module, data, ckpt)
     seconds = time.perf_counter() - start
     if trainer.global_rank != 0:
         return None  # rank 0 evaluates and writes the outputs
@@ -117,7 +112,8 @@ def run(params: Params, paths: Paths) -> dict | None:
     metrics = {
         "preset": params.autoencoder.preset,
         "parameters": model.num_parameters(),
-        "train": {"batches": int(module.ae_step), "seconds": round(seconds, 1), "resumed_from": str(ckpt) if ckpt else None},
+        "train": {"batches": int(module.ae_step), "seconds": round(seconds, 1), "resumed_from": str(ckpt) if ckpt else None,
+                  "skipped_steps": module.bad_steps.skipped},
         **report,
     }
     inputs = {"images": data_hash, **({"init_from": init_hash} if init_hash else {})}

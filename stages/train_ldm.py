@@ -45,11 +45,11 @@ from ldm.latent_diffusion.checkpoint import LDMCard, init_ldm, save_ldm
 from ldm.latent_diffusion.config import LDMConfig
 from ldm.latent_diffusion.lightning_module import LDMTrainingModule
 from ldm.latent_diffusion.model import LatentDiffusionModel
-from ldm.latents.stats import PAIRS, LatentStats, read_stats
+from ldm.latents.stats import PAIRS, LatentStats, check_shards, read_stats
 from ldm.model_dir import LDM, LDM_INPAINT, LDM_LAYOUT, LDM_SEMANTIC, LDM_SR
 from ldm.reports import write_json
 from ldm.storage.settings import S3Settings
-from ldm.trainer import make_trainer, resume_path, write_curves
+from ldm.trainer import fit, make_trainer, resume_path, write_curves
 from stages.cli import arg, stage_main
 from stages.params import Params, TrainLDMParams, lineage, recipe_lineage, to_config
 from stages.params.models import PlacementParams
@@ -192,6 +192,7 @@ def run(params: Params, paths: Paths) -> dict | None:
     stats = read_stats(paths.latents)
     folder = join(paths.latents, PAIRS) if section == "train_sr" else paths.latents
     train, val = shard_urls(folder, "train"), shard_urls(folder, "val")
+    check_shards(stats, paths.latents, train + val)
     ae_hash = autoencoder_sha256(paths.autoencoder)
     first = LatentSample.decode(next(read_shards(train[:1])))
     config = _config(params, section, stats, first, ae_hash)
@@ -217,7 +218,7 @@ def run(params: Params, paths: Paths) -> dict | None:
                 "scale_factor": config.scale_factor, "init_sha256": init_hash}
     ckpt = resume_path(paths.checkpoints, settings, p.resume)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=_data(p, train, val, config.scale_factor), ckpt_path=str(ckpt) if ckpt else None)
+    fit(trainer, module, _data(p, train, val, config.scale_factor), ckpt)
     seconds = time.perf_counter() - start
     if trainer.global_rank != 0:
         return None  # rank 0 writes the outputs
@@ -236,7 +237,8 @@ def run(params: Params, paths: Paths) -> dict | None:
         autoencoder_preset=stats.autoencoder_preset, sr_scale=sr_scale, captions=prompts, lineage=line,
         label_format=_label_format(first, config)), tokenizer)
     metrics = {"preset": p.preset, "parameters": model.num_parameters(),
-               "train": {"batches": int(module.global_step), "seconds": round(seconds, 1), "resumed_from": str(ckpt) if ckpt else None},
+               "train": {"batches": int(module.global_step), "seconds": round(seconds, 1), "resumed_from": str(ckpt) if ckpt else None,
+                         "skipped_steps": module.bad_steps.skipped},
                "distributed": distributed, "loss": _loss_drop(paths.curves), "val": val_logs, "lineage": line}
     write_json(paths.metrics, metrics)
     log.info("%s: %d batches in %.0f s; train loss %s -> %s", section, metrics["train"]["batches"], seconds,

@@ -121,17 +121,50 @@ def save_autoencoder():
     return _save_autoencoder
 
 
+def _embedded_images(out: Path, data: dict, train: int, val: int) -> Path:
+    """`out/images`: shards of `train` + `val` crops of the embedded photographs, as stage download writes them."""
+    from stages import download
+    from stages.params import parse_params
+
+    download.run(parse_params({"data": data, "download": {"embedded": {"train_crops": train, "val_crops": val}}}),
+                 download.Paths(out / "images", out / "download.json", out / "cache"))
+    return out / "images"
+
+
+@pytest.fixture(scope="session")
+def embedded_images():
+    """embedded_images(out, data, train, val): an image shard folder of the embedded crops (stage download)."""
+    return _embedded_images
+
+
+def _record_shards(cache: Path) -> None:
+    """Rewrite the sha256 record of a latent cache's stats.json for the shards now in it: a test that rewrites
+    shards on purpose (train_ldm refuses shards that differ from the record)."""
+    import json
+
+    from ldm.data.shards import sha256_file
+
+    stats = json.loads((cache / "stats.json").read_text())
+    stats["shards"] = {p.relative_to(cache).as_posix(): sha256_file(p) for p in sorted(cache.rglob("*.tar"))}
+    (cache / "stats.json").write_text(json.dumps(stats))
+
+
+@pytest.fixture(scope="session")
+def record_shards():
+    """record_shards(cache): stats.json records the shards the cache folder holds now."""
+    return _record_shards
+
+
 @pytest.fixture(scope="session")
 def ldm_inputs(tmp_path_factory) -> Path:
     """64 px embedded crops -> pairs and masks -> an untrained kl-f4-tiny -> the latent cache (what the LDM stages
     read)."""
-    from stages import cache_latents, degrade, download, masks
+    from stages import cache_latents, degrade, masks
     from stages.params import parse_params
 
     data = {"resolution": 64, "shard_size": 40}
     out = tmp_path_factory.mktemp("ldm-inputs")
-    download.run(parse_params({"data": data, "download": {"embedded": {"train_crops": 48, "val_crops": 16}}}),
-                 download.Paths(out / "images", out / "download.json", out / "cache"))
+    _embedded_images(out, data, 48, 16)
     degrade.run(parse_params({"data": data, "degrade": {"workers": 1, "grid_pairs": 2}}),
                 degrade.Paths(out / "images", out / "pairs", out / "degrade.json", out / "degrade.png"))
     masks.run(parse_params({"masks": {"grid_images": 2}}),

@@ -48,7 +48,7 @@ class _Raw:
 
 
 @pytest.fixture(scope="module")
-def cache(ldm_inputs, tmp_path_factory) -> Path:
+def cache(ldm_inputs, tmp_path_factory, record_shards) -> Path:
     """ldm_inputs' latent cache, its train split cut into shards of PER_RANK samples."""
     out = tmp_path_factory.mktemp("ddp-cache") / "latents"
     out.mkdir()
@@ -56,6 +56,7 @@ def cache(ldm_inputs, tmp_path_factory) -> Path:
     for split in ("train", "val"):
         samples = [_Raw(raw) for raw in read_shards(shard_urls(ldm_inputs / "latents", split))]
         write_split(samples, out, split, PER_RANK if split == "train" else 100)
+    record_shards(out)
     return out
 
 

@@ -8,17 +8,13 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from stages import download
 from stages.degrade import Paths, main, run, sample_seed
 from stages.params import parse_params
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("images")
-    params = parse_params({"data": {"resolution": 32, "shard_size": 24}, "download": {"embedded": {"train_crops": 48, "val_crops": 16}}})
-    download.run(params, download.Paths(out / "images", out / "download.json", out / "cache"))
-    return out / "images"
+def images(tmp_path_factory, embedded_images) -> Path:
+    return embedded_images(tmp_path_factory.mktemp("images"), {"resolution": 32, "shard_size": 24}, 48, 16)
 
 
 def _run(images: Path, out: Path, **degrade) -> dict:

@@ -59,8 +59,8 @@ def test_the_sr_preset_and_the_autoencoder_presets_bring_theirs(capsys, monkeypa
 
 def test_a_cpu_preset_keeps_the_cpu_recipe():
     params = parse_params({})
-    assert (params.train_ldm.steps, params.train_ldm.batch_size, params.train_ldm.recipe.lr) == (250, 32, 1.0e-3)
-    assert (params.train_autoencoder.steps, params.train_autoencoder.recipe.perceptual_weight) == (500, 0.0)
+    assert (params.train_ldm.steps, params.train_ldm.batch_size, params.train_ldm.recipe.lr) == (150, 32, 1.0e-3)
+    assert (params.train_autoencoder.steps, params.train_autoencoder.recipe.perceptual_weight) == (300, 0.0)
 
 
 def test_params_yaml_wins_over_the_recipe_and_the_reference_rule_scales_the_lr():
@@ -81,7 +81,7 @@ def test_show_marks_every_origin(capsys, monkeypatch, root):
 
 def test_train_sr_inherits_only_the_loop_settings():
     params = parse_params({"train_ldm": {"seed": 7, "steps": 9, "recipe": {"lr": 5.0e-4}}})
-    assert params.train_sr.seed == 7 and params.train_sr.steps == 250 and params.train_sr.recipe.lr == 1.0e-3
+    assert params.train_sr.seed == 7 and params.train_sr.steps == 150 and params.train_sr.recipe.lr == 1.0e-3
 
 
 @pytest.mark.parametrize(("raw", "message"), [

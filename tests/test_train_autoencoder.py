@@ -15,7 +15,6 @@ import yaml
 from safetensors.torch import load_file
 
 from ldm.autoencoder import load_autoencoder
-from stages import download
 from stages.params import ParamsError, parse_params
 from stages.train_autoencoder import Paths, run
 
@@ -30,11 +29,8 @@ def _quiet():
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("ae-images")
-    download.run(parse_params({"data": DATA, "download": {"embedded": {"train_crops": 40, "val_crops": 12}}}),
-                 download.Paths(out / "images", out / "download.json", out / "cache"))
-    return out / "images"
+def images(tmp_path_factory, embedded_images) -> Path:
+    return embedded_images(tmp_path_factory.mktemp("ae-images"), DATA, 40, 12)
 
 
 def _paths(out: Path, images: Path) -> Paths:
@@ -98,9 +94,9 @@ def test_lpips_without_vgg_weights_names_the_file(images, tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(images, tmp_path):
-    from stages.train_autoencoder import StageError
+    from ldm.trainer import NonFiniteLossError
 
-    with pytest.raises(StageError, match="last good checkpoint is .*last.ckpt"):
+    with pytest.raises(NonFiniteLossError, match=r"4 steps in a row \(limit max_bad_steps=3\).*last good checkpoint is .*last.ckpt"):
         _run(images, tmp_path, checkpoint_every=1, recipe={"decay_steps": 6, "lr": 1.0e30})  # diverges after a step
     assert (tmp_path / "ckpt" / "last.ckpt").is_file() and not (tmp_path / "model").exists()
 

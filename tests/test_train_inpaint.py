@@ -81,13 +81,14 @@ def test_inpainting_model_keeps_the_known_pixels(ldm_inputs, trained):
     assert error < ERROR_BOUND < untrained, (error, untrained)
 
 
-def test_a_cache_without_masks_names_the_setting(ldm_inputs, tmp_path):
+def test_a_cache_without_masks_names_the_setting(ldm_inputs, tmp_path, record_shards):
     bare = tmp_path / "latents"
     bare.mkdir()
     shutil.copy(ldm_inputs / "latents" / "stats.json", bare / "stats.json")
     for shard in sorted((ldm_inputs / "latents").glob("*.tar")):
         samples = [LatentSample.decode(raw) for raw in read_shards([shard])]
         write_shard(bare / shard.name, [LatentSample(s.key, s.latent, s.label, s.caption, s.meta) for s in samples])
+    record_shards(bare)
     with pytest.raises(InvalidInput, match=r"set cache_latents.masks: true"):
         run(parse_params({"data": DATA, "train_inpaint": {**SHORT, "steps": 1}}), _paths(bare, ldm_inputs, tmp_path))
 

@@ -99,9 +99,9 @@ def _with_layouts(latents: Path, out: Path, classes: int = 8) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cache(ldm_inputs, tmp_path_factory) -> Path:
+def cache(ldm_inputs, tmp_path_factory, record_shards) -> Path:
     """ldm_inputs with a latent cache of layouts beside the plain one."""
-    _with_layouts(ldm_inputs / "latents", ldm_inputs / "latents_layouts")
+    record_shards(_with_layouts(ldm_inputs / "latents", ldm_inputs / "latents_layouts"))
     return ldm_inputs
 
 

@@ -21,12 +21,12 @@ from ldm.autoencoder.discriminator import PatchDiscriminator
 from ldm.autoencoder.losses import adaptive_weight, hinge_d_loss, hinge_g_loss, reconstruction_loss
 from ldm.autoencoder.model import Autoencoder, AutoencoderOutput
 from ldm.autoencoder.train_config import TrainConfig
-from ldm.errors import UserError
+from ldm.data.loader import DRAWN
 from ldm.metrics.quality import psnr
+from ldm.trainer import BadSteps, log_grad_norm
 
 
-class NonFiniteLossError(UserError, RuntimeError):
-    """A training loss became NaN or inf: stop and keep the last good checkpoint."""
+_MIX = 1_000_003  # a prime, to mix the seed and the batch count into one seed
 
 
 class AutoencoderModule(pl.LightningModule):
@@ -65,7 +65,10 @@ class AutoencoderModule(pl.LightningModule):
         self.register_buffer("ae_step", torch.zeros((), dtype=torch.long))
         n_codes = self.model.config.n_embed if self.model.quantizer is not None else 0
         self.register_buffer("code_usage", torch.zeros(n_codes, dtype=torch.long), persistent=False)
+        self.register_buffer(DRAWN, torch.zeros((), dtype=torch.long))  # batches given to training_step
         self._generator: torch.Generator | None = None
+        self._seeded_at = -1
+        self.bad_steps = BadSteps(train.max_bad_steps, "autoencoder")
 
     # ---------------------------------------------------------------- helpers
 
@@ -81,11 +84,11 @@ class AutoencoderModule(pl.LightningModule):
         return self.ema.module if self.ema is not None else self.model  # type: ignore[return-value]
 
     def _rng(self, device: torch.device) -> torch.Generator:
-        if self._generator is None or self._generator.device != device:
-            # Offset by the step so a resumed run does not replay the same noise.
-            self._generator = torch.Generator(device=device).manual_seed(
-                self.train_config.seed + int(self.ae_step)
-            )
+        """This batch's generator (posterior noise, code restarts), seeded from (seed, batches drawn): a resumed
+        run draws the noise of a whole one."""
+        if self._generator is None or self._generator.device != device or self._seeded_at != int(self.batches_drawn):
+            self._seeded_at = int(self.batches_drawn)
+            self._generator = torch.Generator(device=device).manual_seed(self.train_config.seed * _MIX + self._seeded_at)
         return self._generator
 
     @staticmethod
@@ -96,16 +99,9 @@ class AutoencoderModule(pl.LightningModule):
             raise TypeError("expected float image batches [N x C x H x W] in [-1, 1]")
         return x
 
-    def _check_finite(self, losses: dict[str, torch.Tensor]) -> None:
-        for name, value in losses.items():
-            if not torch.isfinite(value).all():
-                raise NonFiniteLossError(
-                    f"autoencoder {name} loss is {value.item()} at batch {int(self.ae_step)};"
-                    " stop training and keep the last good checkpoint (lower the lr, enable"
-                    " grad_clip, or check the input data for NaN/inf)"
-                )
-
-    def _clip(self, optimizer: Any) -> None:
+    def _clip(self, optimizer: Any, name: str) -> None:
+        """Log the gradient norm of `optimizer`'s parameters (train/grad_norm_<name>), then clip it if set."""
+        log_grad_norm(self, [p for group in optimizer.param_groups for p in group["params"]], f"train/grad_norm_{name}")
         if self.train_config.grad_clip > 0:
             self.clip_gradients(optimizer, gradient_clip_val=self.train_config.grad_clip,
                                 gradient_clip_algorithm="norm")
@@ -123,6 +119,7 @@ class AutoencoderModule(pl.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> None:
         """One generator step and, once `disc_start` is reached, one discriminator step."""
         x = self._images(batch)
+        self.batches_drawn += 1
         tc = self.train_config
         optimizers = self.optimizers()
         opt_ae, opt_d = optimizers if isinstance(optimizers, list) else (optimizers, None)
@@ -139,11 +136,12 @@ class AutoencoderModule(pl.LightningModule):
             d_weight = adaptive_weight(rec, g, self.model.last_layer, tc.disc_weight)
             total = total + d_weight * g
             logs.update(g=g.detach(), d_weight=d_weight)
-        self._check_finite({"reconstruction": rec, "regularizer": reg, "total": total})
+        if self.bad_steps.skip(self, {"reconstruction": rec, "regularizer": reg, "total": total}, int(self.ae_step)):
+            return  # no update; the batch does not count
         opt_ae.zero_grad(set_to_none=True)
         self.manual_backward(total)
         self._update_codebook(out)
-        self._clip(opt_ae)
+        self._clip(opt_ae, "ae")
         opt_ae.step()
         self._step_schedulers()
         if self.ema is not None:
@@ -153,12 +151,12 @@ class AutoencoderModule(pl.LightningModule):
         # Discriminator step (psi): hinge form of max log D(x) + log(1 - D(x_rec)).
         if gan_on and opt_d is not None:
             d = hinge_d_loss(self.discriminator(x.detach()), self.discriminator(out.x_rec.detach()))
-            self._check_finite({"discriminator": d})
-            opt_d.zero_grad(set_to_none=True)
-            self.manual_backward(d)
-            self._clip(opt_d)
-            opt_d.step()
-            logs["d"] = d.detach()
+            if not self.bad_steps.skip(self, {"discriminator": d}, int(self.ae_step)):
+                opt_d.zero_grad(set_to_none=True)
+                self.manual_backward(d)
+                self._clip(opt_d, "disc")
+                opt_d.step()
+                logs["d"] = d.detach()
 
         if out.quant is not None:
             self._track_codes(out)

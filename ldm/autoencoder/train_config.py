@@ -34,11 +34,12 @@ class TrainConfig(Config):
     seed: int = 0  # posterior sampling and code restarts
     lr_decay: Literal["constant", "cosine"] = "constant"  # cosine: both lrs decay to 0 over decay_steps batches
     decay_steps: int = 0  # cosine: batches to decay over; 0: all of the run's batches (see `resolved`)
+    max_bad_steps: int = 3  # batches in a row with a NaN/inf loss that are skipped; one more stops training
 
     def __post_init__(self) -> None:
         check_literals(self, "train")
         for name in ("lr", "disc_lr", "kl_weight", "codebook_weight", "perceptual_weight",
-                     "disc_weight", "grad_clip", "disc_start", "vq_restart_every", "decay_steps"):
+                     "disc_weight", "grad_clip", "disc_start", "vq_restart_every", "decay_steps", "max_bad_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if self.lr <= 0:

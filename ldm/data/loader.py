@@ -29,6 +29,7 @@ from ldm.data.loader_config import LoaderSettings
 from ldm.data.location import Location, name_of
 from ldm.data.remote import ShardList, glob
 from ldm.data.schema import ImageSample, RawSample
+from ldm.data.tar_read import checked_tar_samples
 from ldm.errors import InputNotFound, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ def raw_samples(urls: list[str], *, shuffle: int = 0, seed: int = 0, split_by_wo
         stages.append(wds.shuffle(len(urls), rng=random.Random(seed)))
     if split_by_worker:
         stages.append(wds.split_by_worker)
-    stages.append(wds.tarfile_to_samples())
+    stages.append(checked_tar_samples())
     if shuffle:
         stages.append(wds.shuffle(shuffle, initial=min(shuffle, 100), rng=random.Random(seed + 1)))
     return stages
@@ -115,6 +116,7 @@ class _TakeTurns(IterableDataset):
     def __init__(self, batches: wds.DataPipeline, decode: Callable[[RawSample], Any], collate: Callable[[list], Any]):
         super().__init__()
         self.batches, self.decode, self.collate = batches, decode, collate
+        self.skip = 0  # leading batches passed over undecoded (`ShardData` sets it on a resumed run)
 
     def __iter__(self) -> Iterator[Any]:
         info = get_worker_info()
@@ -122,7 +124,7 @@ class _TakeTurns(IterableDataset):
         # A fresh copy: every pass starts from the seeds, in the main process as in a worker's copy.
         batches = copy.deepcopy(self.batches)
         for k, raws in enumerate(batches):  # k counts across repeats: the turns never restart
-            if k % workers == worker:
+            if k >= self.skip and (k - self.skip) % workers == worker:  # worker 0 yields the first batch kept
                 yield self.collate([self.decode(raw) for raw in raws])
 
 
@@ -157,11 +159,16 @@ def image_loader(urls: list[str], *, batch_size: int, settings: LoaderSettings, 
     return batch_loader(raw, decode_image_label, batch_size=batch_size, settings=settings, endless=endless)
 
 
+DRAWN = "batches_drawn"  # the buffer of a training module that counts the batches its training_step was given
+
+
 class ShardData(pl.LightningDataModule):
     """A training stage's loaders, built once the ranks exist: rank r of W trains on `rank_shards(train, r, W)`;
     every rank validates on all val shards, so the val loss is the same on any world size.
 
-    `make_loader(urls, train)` builds one DataLoader (endless and shuffled when `train`).
+    `make_loader(urls, train)` builds one DataLoader (endless and shuffled when `train`, from `batch_loader`).
+    A module with a `DRAWN` buffer, restored from a checkpoint, resumes its stream there: the batches it
+    already had are passed over undecoded, so a killed run resumes to the data order of a whole one.
     """
 
     def __init__(self, train: list[str], val: list[str], make_loader: Callable[[list[str], bool], DataLoader]):
@@ -174,7 +181,13 @@ class ShardData(pl.LightningDataModule):
         mine = rank_shards(self.train, rank, world)
         if world > 1:
             log.info("rank %d of %d trains on %d shards: %s", rank, world, len(mine), ",".join(map(name_of, mine)))
-        return self.make_loader(mine, True)
+        loader = self.make_loader(mine, True)
+        drawn = int(getattr(trainer.lightning_module, DRAWN, 0)) if trainer is not None else 0
+        if drawn:
+            assert isinstance(loader.dataset, _TakeTurns), "a resumable training loader comes from batch_loader"
+            loader.dataset.skip = drawn
+            log.info("resuming the training stream after its first %d batches", drawn)
+        return loader
 
     def val_dataloader(self) -> DataLoader:
         return self.make_loader(self.val, False)

@@ -41,6 +41,13 @@ def name_of(location: Location) -> str:
     return str(location).rstrip("/").rsplit("/", 1)[-1]
 
 
+def parent_of(location: Location) -> Location:
+    """The folder that holds a file or object: a shard's folder."""
+    if is_url(location):
+        return str(location).rstrip("/").rsplit("/", 1)[0]
+    return Path(location).parent
+
+
 def absolute(location: Location) -> str:
     """A URL as it is, a path made absolute: what a task on another process (or machine) can open."""
     return str(location) if is_url(location) else str(Path(location).resolve())

@@ -23,10 +23,10 @@ from ldm.config import Config
 from ldm.data.location import Location, is_url, join, name_of
 from ldm.data.remote import ShardList, publish, read_marker, sha256_of, sha256_stream, staging_for
 from ldm.data.schema import RawSample, Sample
+from ldm.data.tar_read import MANIFEST, checked_tar_samples
 from ldm.errors import InvalidInput
 from ldm.storage.settings import S3Settings
 
-MANIFEST = "shards.json"  # in a shard folder of download or degrade, written last
 
 
 @dataclass(frozen=True)
@@ -152,4 +152,4 @@ def read_shards(paths: list[str] | list[Path], settings: S3Settings | None = Non
     `settings`: the S3 client settings for s3:// URLs, when this runs in another process than the one
     that configured them (default: this process's, `ldm.data.remote.configure`).
     """
-    return iter(wds.DataPipeline(ShardList([str(p) for p in paths], settings), wds.tarfile_to_samples()))
+    return iter(wds.DataPipeline(ShardList([str(p) for p in paths], settings), checked_tar_samples()))

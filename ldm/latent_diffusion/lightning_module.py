@@ -5,7 +5,7 @@ by conditioning kind "label" [N] long, "caption" list[str] (tokenised here with 
 tokenizer), "layout" list[str] (each a Layout's JSON, tokenised here by the model's own box tokenizer), the concat
 keys (e.g. "lr" [N x 3 x H x W] in [-1, 1]) or "label_map" [N x H x W] long. Each sample's
 timestep, noise and condition dropout come from its own torch.Generator, seeded from
-(seed, global step, batch index, the sample's place in the global batch): runs repeat
+(seed, global step, batches drawn before, the sample's place in the global batch): runs repeat
 exactly, and R ranks of batch N draw what one process of batch R x N draws (rank r's
 samples are places r N .. r N + N - 1), so the world size changes the maths only
 through the order of floating-point sums.
@@ -26,11 +26,12 @@ from ldm.conditioning.config import LABEL_MAP_KEY
 from ldm.conditioning.guidance import drop_class_labels, drop_prompts
 from ldm.conditioning.layout import LayoutTokenizer
 from ldm.conditioning.tokenizer import tokenize
+from ldm.data.loader import DRAWN
 from ldm.diffusion.losses import diffusion_loss
 from ldm.diffusion.noise import Generators, randint, randn, seeded_generators
 from ldm.latent_diffusion.model import Condition, LatentDiffusionModel
 from ldm.latent_diffusion.train_config import TrainConfig
-from ldm.trainer import lr_factor
+from ldm.trainer import BadSteps, log_grad_norm, lr_factor
 
 _MIX = 1_000_003  # a prime, to mix seed parts into one 63-bit seed
 
@@ -64,7 +65,9 @@ class LDMTrainingModule(pl.LightningModule):
         # Left in train mode like the model: Lightning switches both for validation.
         self.ema = copy.deepcopy(model).requires_grad_(False) if config.ema_decay > 0 else None
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
-        self._last_ema_step = 0  # global_step at the last EMA update
+        self.register_buffer(DRAWN, torch.zeros((), dtype=torch.long))  # batches given to training_step
+        self._skipped = False  # whether this step's loss was NaN/inf (then no update, no EMA step)
+        self.bad_steps = BadSteps(config.max_bad_steps, "diffusion")
 
     # -- randomness ---------------------------------------------------------
 
@@ -76,10 +79,10 @@ class LDMTrainingModule(pl.LightningModule):
             seed = (seed * _MIX + part) % (2**63 - 1)
         return seeded_generators(((seed * _MIX + first + i) % (2**63 - 1) for i in range(n)), device)
 
-    def sample_generators(self, batch_idx: int, n: int, device: torch.device) -> list[torch.Generator]:
-        """One generator per sample of this rank's training batch of n, seeded from (seed, global step, batch
-        index, place in the global batch): no global RNG involved."""
-        return self._generators((self.config.seed, self.global_step, batch_idx), self.global_rank * n, n, device)
+    def sample_generators(self, drawn: int, n: int, device: torch.device) -> list[torch.Generator]:
+        """One generator per sample of this rank's training batch of n, seeded from (seed, global step, batches
+        drawn before it, place in the global batch): no global RNG involved."""
+        return self._generators((self.config.seed, self.global_step, drawn), self.global_rank * n, n, device)
 
     def val_generators(self, batch_idx: int, n: int, device: torch.device) -> list[torch.Generator]:
         """One generator per validation sample, seeded from (seed, place in the val set): the same timesteps
@@ -122,11 +125,19 @@ class LDMTrainingModule(pl.LightningModule):
         eps = randn(z.shape, generator, device=z.device, dtype=z.dtype)
         return diffusion_loss(lambda xt, tt: model(xt, tt, cond), z, t, eps, model.schedule, model.diffusion)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        generators = self.sample_generators(batch_idx, batch["z"].shape[0], batch["z"].device)
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
+        # Seeded by the batches drawn before this one, not Lightning's batch_idx: a resumed run restarts that.
+        generators = self.sample_generators(int(self.batches_drawn), batch["z"].shape[0], batch["z"].device)
+        self.batches_drawn += 1
         loss = self.loss(self.model, batch, generators, drop=True)
+        self._skipped = self.bad_steps.skip(self, {"diffusion": loss}, self.global_step)
+        if self._skipped:
+            return None  # Lightning skips the backward pass and the update (the step still counts)
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=batch["z"].shape[0])
         return loss
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        log_grad_norm(self, self.model.parameters())  # before the Trainer's clipping; called on skipped steps too
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         n = batch["z"].shape[0]
@@ -149,10 +160,11 @@ class LDMTrainingModule(pl.LightningModule):
         for e, b in zip(self.ema.buffers(), self.model.buffers()):
             e.copy_(b)
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        # Once per optimizer step (gradient accumulation calls this per micro-batch).
-        if self.ema is not None and self.global_step > self._last_ema_step:
-            self._last_ema_step = self.global_step
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The optimizer step (its closure runs training_step), then the EMA step: before the batch-end hooks,
+        so a checkpoint saved there holds both and a resumed run's EMA equals a whole run's."""
+        super().optimizer_step(*args, **kwargs)
+        if self.ema is not None and not self._skipped:
             self.update_ema()
 
     # -- optimisation -------------------------------------------------------------

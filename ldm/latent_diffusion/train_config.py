@@ -30,6 +30,7 @@ class TrainConfig(Config):
     p_uncond: float = 0.0  # classifier-free guidance: drop the condition with this probability
     grad_clip: float = 0.0  # for Trainer(gradient_clip_val=...); 0: off
     seed: int = 0  # timesteps, noise and condition dropout
+    max_bad_steps: int = 3  # steps in a row with a NaN/inf loss that are skipped (no update); one more stops training
     # Flush denormal floats to zero on the CPU while fitting. Measured here: without it,
     # steps of the tiny presets slow from 0.5 s to 11 s once AdamW moments and gradients
     # of the zero-initialised layers underflow into denormals.
@@ -44,7 +45,7 @@ class TrainConfig(Config):
         if self.lr_decay == "constant" and self.decay_steps:
             raise ValueError(f"train.decay_steps is {self.decay_steps} but train.lr_decay is 'constant';"
                              " set lr_decay: cosine or decay_steps: 0")
-        for name in ("warmup_steps", "weight_decay", "grad_clip", "decay_steps"):
+        for name in ("warmup_steps", "weight_decay", "grad_clip", "decay_steps", "max_bad_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("beta1", "beta2", "ema_decay"):
