@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import logging
 import sys
 import typing
@@ -37,8 +38,14 @@ def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
 
 
+# A full disk is the environment's fault, not a bug: one line, like a UserError.
+_NO_SPACE = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exceeded",
+             errno.EFBIG: "the file size limit is reached"}
+
+
 def guard(work: Callable[[], object]) -> int:
-    """Run `work`: 0, or for a UserError `error: <message>` on stderr (a line per problem) and 2.
+    """Run `work`: 0, or for a UserError `error: <message>` on stderr (a line per problem) and 2; the same for
+    a full disk (every output is written under a temporary name first, so nothing partial looks complete).
 
     Any other exception propagates with its traceback: a bug is not a user error.
     """
@@ -47,6 +54,13 @@ def guard(work: Callable[[], object]) -> int:
     except UserError as exc:
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
         print("\n".join(f"error: {line}" for line in lines), file=sys.stderr, flush=True)
+        return 2
+    except OSError as exc:
+        if exc.errno not in _NO_SPACE:
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"error: {_NO_SPACE[exc.errno]}{where}; no output was published: free space and run the command again",
+              file=sys.stderr, flush=True)
         return 2
     return code if isinstance(code, int) else 0
 

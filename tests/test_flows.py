@@ -342,3 +342,23 @@ def test_pipeline_flow_runs_pushes_releases_and_the_release_pulls_back(prefect_h
     assert manifest["git_revision"] == head and manifest["content_sha256"] == release.content_sha256
     assert manifest["metrics"]["reports/download.json:counts.train"] > 0
     assert store.pull("ldm", tmp_path / "by-alias", alias="latest").version == 1
+    _assert_no_credential_anywhere(repo, pulled, client, bucket)
+
+
+def _assert_no_credential_anywhere(repo: Path, pulled: Path, client, bucket: str) -> None:
+    """Neither the key id nor the secret of the run's credentials (s3_env) is in any file of the workspace (params,
+    reports, metrics, logs, dvc's config and cache), the pulled release, any object of the bucket (release
+    manifests, the DVC remote), or Prefect's artifacts and logs."""
+    from prefect.client.orchestration import get_client
+
+    secrets = [b"testing-key", b"testing-secret"]
+    files = [f for folder in (repo, pulled) for f in folder.rglob("*") if f.is_file() and ".git" not in f.parts]
+    leaks = [str(f) for f in files if any(secret in f.read_bytes() for secret in secrets)]
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            body = client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+            leaks += [f"s3://{bucket}/{item['Key']}"] * any(secret in body for secret in secrets)
+    with get_client(sync_client=True) as prefect:
+        texts = [json.dumps(a.data, default=str) for a in prefect.read_artifacts()] + [log.message for log in prefect.read_logs()]
+    leaks += [f"prefect: {text[:80]}" for text in texts if any(secret.decode() in text for secret in secrets)]
+    assert len(files) > 50 and not leaks, leaks

@@ -28,7 +28,6 @@ from ldm.errors import InvalidInput
 from ldm.storage.settings import S3Settings
 
 
-
 @dataclass(frozen=True)
 class ShardInfo:
     """One written shard: its file name, sample count and content hash."""

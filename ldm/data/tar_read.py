@@ -19,14 +19,13 @@ from __future__ import annotations
 import json
 import tarfile
 from collections.abc import Iterable, Iterator
-from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import Any
 
 import webdataset as wds
 from webdataset.tariterators import base_plus_ext, group_by_keys, url_opener
 
-from ldm.data.location import join, name_of, parent_of
+from ldm.data.location import Location, join, name_of, parent_of
 from ldm.data.remote import read_bytes
 from ldm.errors import InputNotFound, InvalidInput
 
@@ -41,9 +40,9 @@ def _fix(url: str) -> str:
     return f"re-run the stage that writes {parent_of(url)} (`dvc repro --force <stage>`), or restore the shard"
 
 
-@lru_cache(maxsize=64)
-def _manifest_counts(folder: str) -> dict[str, int] | None:
-    """The per-shard sample counts of a folder's shards.json; None when the folder has none."""
+def _manifest_counts(folder: Location) -> dict[str, int] | None:
+    """The per-shard sample counts of a folder's shards.json, read anew for each shard (a stage may replace the
+    folder within one process); None when the folder has none."""
     try:
         data = read_bytes(join(folder, MANIFEST))
     except InputNotFound:
@@ -53,7 +52,7 @@ def _manifest_counts(folder: str) -> dict[str, int] | None:
 
 def expected_samples(url: str) -> int | None:
     """The samples the producing stage recorded for this shard, or None where its folder has no shards.json."""
-    counts = _manifest_counts(str(parent_of(url)))
+    counts = _manifest_counts(parent_of(url))
     if counts is None:
         return None
     name = name_of(url)
@@ -109,4 +108,3 @@ def _tar_samples(src: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 checked_tar_samples = wds.filters.pipelinefilter(_tar_samples)
 """The pipeline stage that stands where `wds.tarfile_to_samples()` would (it raises instead of skipping)."""
-

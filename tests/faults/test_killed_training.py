@@ -1,9 +1,9 @@
-"""Faults: a training stage killed with SIGKILL at a random point after its first checkpoint.
+"""Faults: a training or caching stage killed with SIGKILL at a random point after its first output.
 
 The stage runs as dvc.yaml runs it (`python -m stages.<name>` in a subprocess). After a seeded random
-checkpoint it gets SIGKILL after a seeded random delay; then nothing of its outputs may exist, and
-running the same command again resumes and ends with the weights of an uninterrupted run, bit for
-bit (same data order after the resume, same noise).
+checkpoint (training) or its first latent shard (caching) it gets SIGKILL after a seeded random delay;
+then nothing of its outputs may exist, and running the same command again ends with the bytes of an
+uninterrupted run: training resumes (same data order after the resume, same noise), caching starts over.
 """
 
 from __future__ import annotations
@@ -79,3 +79,35 @@ def test_a_killed_training_run_resumes_to_the_same_bytes(stage, images, ldm_inpu
     metrics = json.loads((killed / "metrics.json").read_text())
     assert metrics["train"]["resumed_from"] and metrics["train"]["batches"] == TRAIN["steps"]
     assert (killed / "model" / "model.safetensors").read_bytes() == (whole / "model" / "model.safetensors").read_bytes()
+
+
+def test_a_killed_cache_latents_publishes_nothing_and_the_rerun_writes_the_same_bytes(ldm_inputs, tmp_path, root):
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"data": {"resolution": 64, "shard_size": 40},  # as conftest.ldm_inputs
+                                      "cache_latents": {"accelerator": "cpu", "devices": 1, "threads": 1,
+                                                        "label_maps": False}}))
+
+    def command(out: Path) -> list[str]:
+        return [sys.executable, "-m", "stages.cache_latents", "--params", str(params), "--images", str(ldm_inputs / "images"),
+                "--pairs", str(ldm_inputs / "pairs"), "--masks", str(ldm_inputs / "masks"),
+                "--model", str(ldm_inputs / "models" / "autoencoder"), "--out", str(out / "latents"),
+                "--report", str(out / "cache.json")]
+
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    subprocess.run(command(whole), cwd=root, check=True, capture_output=True)
+    process = subprocess.Popen(command(killed), cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    staging, deadline = killed / ".latents.partial", time.monotonic() + 300
+    while not any(staging.rglob("*.tar")):
+        assert process.poll() is None and time.monotonic() < deadline, "the stage ended before its first shard"
+        time.sleep(0.01)
+    time.sleep(random.Random(0).uniform(0.0, 0.1))
+    assert process.poll() is None, "the stage ended before the kill"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (killed / "latents").exists() and not (killed / "cache.json").exists()
+    subprocess.run(command(killed), cwd=root, check=True, capture_output=True)
+    written = {p.relative_to(killed / "latents") for p in (killed / "latents").rglob("*") if p.is_file()}
+    assert written == {p.relative_to(whole / "latents") for p in (whole / "latents").rglob("*") if p.is_file()}
+    for name in written:
+        assert (killed / "latents" / name).read_bytes() == (whole / "latents" / name).read_bytes(), name
+    assert not staging.exists()
