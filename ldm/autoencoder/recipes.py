@@ -25,7 +25,7 @@ def _reference(name: str, batch: int, disc_start: int, disc_weight: float) -> Re
 
 
 # The measured CPU recipe of the tiny presets on 64x64 crops of the embedded photographs with 2 threads:
-# kl-f4-tiny reaches 22.3 dB val PSNR in 300 batches of 16 (3.7 min), 24.5 dB in 500; 300 keeps `make run`
+# kl-f4-tiny reaches 22.3 dB val PSNR in 300 batches of 16 (2.7 min), 24.5 dB in 500; 300 keeps `make run`
 # (autoencoder, cache, three tiny LDMs, two evaluations) within 18 minutes on 2 cores. No LPIPS (its VGG cannot be
 # fetched offline), no discriminator (the reference starts it after 50k steps), so the usual Adam momentum
 # (0.5 gave the same PSNR). The posterior mean is decoded: with kl_weight 1e-6 the sampling noise (std ~1

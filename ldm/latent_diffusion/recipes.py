@@ -26,7 +26,7 @@ def _scaled(base_lr: float, **train: object) -> dict[str, object]:
 
 
 # The measured CPU recipe of the tiny presets on the embedded default: 150 batches of 32 (train_ldm, train_sr
-# and train_inpaint: 1.3 to 2 min each on 2 cores, `make run` within 18 min), lr 1e-3 with a short warm-up, EMA 0.999.
+# and train_inpaint: 1.2 to 1.6 min each on 2 cores, `make run` within 18 min), lr 1e-3 with a short warm-up, EMA 0.999.
 _CPU = {"lr": 1.0e-3, "warmup_steps": 20, "ema_decay": 0.999, "grad_clip": 1.0}
 _CPU_SOURCE = "measured on 2 CPU cores with the embedded photographs"
 
