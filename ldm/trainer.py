@@ -141,8 +141,8 @@ def fit(trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.Lightnin
         if ckpt is None:
             raise
         reason = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line or "global" in line), "")
-        raise UntrustedCheckpoint(f"{ckpt}: refused, its pickle holds more than tensors and plain data ({reason[:160]});"
-                                  f" nothing in it ran. Delete {ckpt.parent} to train afresh") from None
+        raise UntrustedCheckpoint(f"{ckpt}: refused, its pickle holds more than tensors and plain data"
+                                  f" ({reason[:160]}); nothing in it ran. Delete {ckpt.parent} to train afresh") from None
 
 
 class StepsBar(TQDMProgressBar):

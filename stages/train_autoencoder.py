@@ -112,8 +112,8 @@ def run(params: Params, paths: Paths) -> dict | None:
     metrics = {
         "preset": params.autoencoder.preset,
         "parameters": model.num_parameters(),
-        "train": {"batches": int(module.ae_step), "seconds": round(seconds, 1), "resumed_from": str(ckpt) if ckpt else None,
-                  "skipped_steps": module.bad_steps.skipped},
+        "train": {"batches": int(module.ae_step), "seconds": round(seconds, 1),
+                  "resumed_from": str(ckpt) if ckpt else None, "skipped_steps": module.bad_steps.skipped},
         **report,
     }
     inputs = {"images": data_hash, **({"init_from": init_hash} if init_hash else {})}

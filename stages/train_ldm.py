@@ -237,8 +237,8 @@ def run(params: Params, paths: Paths) -> dict | None:
         autoencoder_preset=stats.autoencoder_preset, sr_scale=sr_scale, captions=prompts, lineage=line,
         label_format=_label_format(first, config)), tokenizer)
     metrics = {"preset": p.preset, "parameters": model.num_parameters(),
-               "train": {"batches": int(module.global_step), "seconds": round(seconds, 1), "resumed_from": str(ckpt) if ckpt else None,
-                         "skipped_steps": module.bad_steps.skipped},
+               "train": {"batches": int(module.global_step), "seconds": round(seconds, 1),
+                         "resumed_from": str(ckpt) if ckpt else None, "skipped_steps": module.bad_steps.skipped},
                "distributed": distributed, "loss": _loss_drop(paths.curves), "val": val_logs, "lineage": line}
     write_json(paths.metrics, metrics)
     log.info("%s: %d batches in %.0f s; train loss %s -> %s", section, metrics["train"]["batches"], seconds,

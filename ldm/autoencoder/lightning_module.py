@@ -88,7 +88,8 @@ class AutoencoderModule(pl.LightningModule):
         run draws the noise of a whole one."""
         if self._generator is None or self._generator.device != device or self._seeded_at != int(self.batches_drawn):
             self._seeded_at = int(self.batches_drawn)
-            self._generator = torch.Generator(device=device).manual_seed(self.train_config.seed * _MIX + self._seeded_at)
+            seed = self.train_config.seed * _MIX + self._seeded_at
+            self._generator = torch.Generator(device=device).manual_seed(seed)
         return self._generator
 
     @staticmethod

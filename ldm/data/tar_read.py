@@ -29,7 +29,8 @@ from ldm.data.location import Location, join, name_of, parent_of
 from ldm.data.remote import read_bytes
 from ldm.errors import InputNotFound, InvalidInput
 
-MANIFEST = "shards.json"  # in a shard folder (download, degrade, masks, label_maps), written last: ldm.data.shards.ShardManifest
+# In a shard folder of download, degrade, masks or label_maps, written last (ldm.data.shards.ShardManifest).
+MANIFEST = "shards.json"
 
 
 class CorruptShard(InvalidInput):
