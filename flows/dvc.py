@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -23,8 +24,10 @@ from ldm.storage import S3Settings, flatten_metrics
 
 log = logging.getLogger(__name__)
 REMOTE = "ldm"  # the remote this project configures (in .dvc/config.local)
+# DVC's words when another dvc command holds the repository, or the outputs of the stage it runs.
+_BUSY = re.compile(r"Unable to acquire lock|is busy, it is being blocked by")
 # Output that says the failure was the network or a busy lock, not the stage: worth a retry.
-_TRANSIENT = re.compile(r"Unable to acquire lock|Connection (?:reset|refused|aborted)|Temporary failure in name resolution"
+_TRANSIENT = re.compile(rf"{_BUSY.pattern}|Connection (?:reset|refused|aborted)|Temporary failure in name resolution"
                         r"|Name or service not known|EndpointConnectionError|ConnectTimeout|Read timed out|ServiceUnavailable"
                         r"|SlowDown|RequestTimeout|\b50[234]\b|Too Many Requests", re.IGNORECASE)
 _NODE = re.compile(r'^"(?P<name>[^"]+)";$')
@@ -51,18 +54,23 @@ class Outcome:
 
 
 def subprocess_env(settings: S3Settings | None = None) -> dict[str, str]:
-    """This interpreter's folder first on PATH (dvc's `python -m stages...` finds the same one) and the checksum policy."""
+    """This interpreter's folder first on PATH (dvc's `python -m stages...` finds the same one), the checksum policy
+    and the bounded retries of `settings` (the remote's timeouts are in its config: `configure_remote`)."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("DVC_NO_ANALYTICS", "1")
     if settings is not None:  # botocore reads these in dvc-s3 too; the environment wins if it sets them
         env.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", settings.checksum)
         env.setdefault("AWS_RESPONSE_CHECKSUM_VALIDATION", settings.checksum)
+        env.setdefault("AWS_MAX_ATTEMPTS", str(settings.max_attempts))
+        env.setdefault("AWS_RETRY_MODE", "standard")
     return env
 
 
-def run_command(args: list[str], cwd: Path, timeout_s: float, env: dict[str, str], logger: logging.Logger = log) -> Outcome:
-    """Run `args`, log its output line by line, kill its whole process group when `timeout_s` runs out."""
+def run_command(args: list[str], cwd: Path, timeout_s: float, env: dict[str, str], logger: logging.Logger = log,
+                retry_on_timeout: bool = False) -> Outcome:
+    """Run `args`, log its output line by line, kill its whole process group when `timeout_s` runs out (a transient
+    failure if `retry_on_timeout`: a transfer stalled by its endpoint, not a stage that ran out of its time)."""
     logger.info("$ %s", " ".join(args))
     process = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                errors="replace", start_new_session=True)
@@ -81,7 +89,8 @@ def run_command(args: list[str], cwd: Path, timeout_s: float, env: dict[str, str
     except subprocess.TimeoutExpired:
         _stop(process)
         reader.join(timeout=5)
-        raise CommandFailed(f"{' '.join(args[:4])}... ran out of its {timeout_s:g} s timeout and was stopped", transient=False) from None
+        raise CommandFailed(f"{' '.join(args[:4])}... ran out of its {timeout_s:g} s timeout and was stopped",
+                            transient=retry_on_timeout) from None
     reader.join(timeout=5)
     return Outcome(code, "\n".join(tail))
 
@@ -108,7 +117,10 @@ def check(outcome: Outcome, what: str) -> None:
 
 
 def _reason(output: str) -> str:
-    """The line that says why: DVC's last ERROR line, else the first two lines of output."""
+    """The line that says why: DVC's last ERROR line, else the first two lines of output; a busy lock says whose."""
+    if _BUSY.search(output):  # still so after the flow's retries
+        return ("another DVC command holds this workspace (a `dvc repro` or `dvc push` started by hand?); let it finish"
+                " and run again, or give orchestrate.retries and retry_delay_s more room")
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("ERROR")]
     return errors[-1] if errors else " ".join(lines[:2]) or "no output"
@@ -166,7 +178,8 @@ def configure_remote(workdir: Path, url: str, settings: S3Settings) -> str | Non
     """Point DVC's default remote at `url` in .dvc/config.local (never git-tracked); None if there is none at all.
 
     With `url` empty the repository's own default remote (if any) stays in charge.
-    Only the URL, endpoint and region are written: credentials stay in the environment.
+    Only the URL, endpoint, region and timeouts (whole seconds, as dvc-s3 takes them) are written: credentials stay
+    in the environment.
     """
     if not url:
         try:
@@ -177,7 +190,9 @@ def configure_remote(workdir: Path, url: str, settings: S3Settings) -> str | Non
         url = str((workdir / url).resolve())  # DVC would read a relative path against .dvc/
     capture(dvc("remote", "add", "--local", "--force", "--default", REMOTE, url), workdir, "dvc remote add")
     if url.startswith("s3://"):
-        for option, value in (("endpointurl", settings.endpoint_url), ("region", settings.region)):
+        for option, value in (("endpointurl", settings.endpoint_url), ("region", settings.region),
+                              ("connect_timeout", str(math.ceil(settings.connect_timeout_s))),
+                              ("read_timeout", str(math.ceil(settings.read_timeout_s)))):
             if value:
                 capture(dvc("remote", "modify", "--local", REMOTE, option, value), workdir, "dvc remote modify")
     return REMOTE

@@ -123,7 +123,7 @@ def push_outputs(workdir: str, params_file: str, timeout_s: float) -> str | None
                                  "skipping dvc push")
         return None
     outcome = dvc.run_command(dvc.dvc("push", "--remote", remote), Path(workdir), timeout_s, dvc.subprocess_env(config.s3),
-                              get_run_logger())
+                              get_run_logger(), retry_on_timeout=True)
     dvc.check(outcome, "dvc push")
     return remote
 
@@ -168,7 +168,7 @@ def pipeline(workdir: str = ".", params_file: str = "params.yaml", targets: list
         remote, push_note = None, "(orchestrate.push is off)"
         if options.push if push is None else push:
             pushing = push_outputs.with_options(retries=options.retries, retry_delay_seconds=options.retry_delay_s)
-            remote = pushing(str(root), params_file, options.stage_timeout_s)
+            remote = pushing(str(root), params_file, options.push_timeout_s)
             push_note = "" if remote else "(no remote configured)"
         made = None
         if release:

@@ -227,20 +227,25 @@ def run(params: Params, paths: Paths) -> dict | None:
     if is_launch_rank_zero():
         shutil.rmtree(staging, ignore_errors=True)  # other ranks start writing only after every rank has joined
     staging.mkdir(parents=True, exist_ok=True)
-    if on_task_pool(params):
-        rank, tasks = 0, _encode_on_task_pool(params, paths, jobs, staging, settings)
-    else:
-        rank, tasks = _encode_in_lightning(params, paths, jobs, staging, settings)
-    if rank != 0:
-        return None
-    measured = measure_latent_stats(staging, kind=card.model.kind, batch_size=p.batch_size, rule=p.scale_rule,
-                                    fixed=p.scale_value, std_tolerance=p.std_tolerance)
-    stats = dataclasses.replace(
-        measured, autoencoder_sha256=ae_hash, autoencoder_preset=card.preset, posterior=p.posterior, dtype=p.dtype,
-        shards={job.name: sha256_file(staging / job.name) for job in jobs},
-        lineage=lineage({"cache_latents": p}, {"autoencoder": ae_hash, **_input_hashes(jobs)}))
-    write_stats(staging, stats)
-    remote.publish(staging, paths.out, STATS)
+    try:
+        if on_task_pool(params):
+            rank, tasks = 0, _encode_on_task_pool(params, paths, jobs, staging, settings)
+        else:
+            rank, tasks = _encode_in_lightning(params, paths, jobs, staging, settings)
+        if rank != 0:
+            return None
+        measured = measure_latent_stats(staging, kind=card.model.kind, batch_size=p.batch_size, rule=p.scale_rule,
+                                        fixed=p.scale_value, std_tolerance=p.std_tolerance)
+        stats = dataclasses.replace(
+            measured, autoencoder_sha256=ae_hash, autoencoder_preset=card.preset, posterior=p.posterior, dtype=p.dtype,
+            shards={job.name: sha256_file(staging / job.name) for job in jobs},
+            lineage=lineage({"cache_latents": p}, {"autoencoder": ae_hash, **_input_hashes(jobs)}))
+        write_stats(staging, stats)
+        remote.publish(staging, paths.out, STATS)
+    except BaseException:
+        if is_launch_rank_zero():
+            shutil.rmtree(staging, ignore_errors=True)  # a failed cache (a full disk) keeps neither space nor a part
+        raise
     write_json(paths.report, {**stats.report(), "tasks": tasks.to_dict()})
     for warning in stats.warnings:
         log.warning("%s", warning)

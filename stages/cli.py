@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import errno
 import logging
+import re
 import sys
 import typing
 from collections.abc import Callable
@@ -52,17 +53,38 @@ def guard(work: Callable[[], object]) -> int:
     try:
         code = work()
     except UserError as exc:
-        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        _end_progress_bars()
+        lines = _own_message(exc).splitlines() or [type(exc).__name__]
         print("\n".join(f"error: {line}" for line in lines), file=sys.stderr, flush=True)
         return 2
     except OSError as exc:
         if exc.errno not in _NO_SPACE:
             raise
+        _end_progress_bars()
         where = f" writing {exc.filename}" if exc.filename else ""
         print(f"error: {_NO_SPACE[exc.errno]}{where}; no output was published: free space and run the command again",
               file=sys.stderr, flush=True)
         return 2
     return code if isinstance(code, int) else 0
+
+
+def _end_progress_bars() -> None:
+    """Close the progress bars the error interrupted, so that its line starts a line of its own."""
+    from tqdm import tqdm
+
+    for bar in list(tqdm._instances):  # noqa: SLF001 - tqdm's own registry of open bars
+        bar.close()
+
+
+def _own_message(exc: UserError) -> str:
+    """The error's message; for one raised in a DataLoader worker, the worker's own message (torch re-raises it
+    with the worker's whole traceback as its text)."""
+    text = str(exc).strip()
+    name = type(exc).__name__
+    if not text.startswith(f"Caught {name} in DataLoader worker process"):
+        return text
+    found = list(re.finditer(rf"^[\w.]*\b{name}: ", text, re.M))
+    return text[found[-1].end():].strip() if found else text
 
 
 def _location(text: str) -> Location:

@@ -14,11 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
-from boto3.exceptions import S3TransferFailedError, S3UploadFailedError
+from boto3.exceptions import RetriesExceededError, S3TransferFailedError, S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError,
-                                 NoCredentialsError, PartialCredentialsError, ReadTimeoutError)
+                                 NoCredentialsError, PartialCredentialsError, ReadTimeoutError, ResponseStreamingError)
+from botocore.response import StreamingBody
 
 from ldm.storage.backend import NotFound
 from ldm.storage.manifest import StoreError
@@ -71,7 +72,8 @@ class S3Backend:
         self.client = make_client(settings)
         self.transfer = TransferConfig(multipart_threshold=settings.multipart_threshold_mb * _MB,
                                        multipart_chunksize=settings.multipart_chunksize_mb * _MB,
-                                       max_concurrency=settings.max_concurrency)
+                                       max_concurrency=settings.max_concurrency,
+                                       num_download_attempts=settings.max_attempts)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -82,7 +84,8 @@ class S3Backend:
         endpoint = self.settings.endpoint_url or "the AWS endpoint"
         try:
             yield
-        except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError) as exc:
+        except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError,
+                RetriesExceededError) as exc:  # the last: a download's stream cut or stalled on every attempt
             raise StoreUnavailable(f"cannot reach {endpoint} for {self.url} after {self.settings.max_attempts} attempt(s) "
                                    f"({type(exc).__name__}); check storage.s3.endpoint_url (or AWS_ENDPOINT_URL) and that the server is up") from None
         except (NoCredentialsError, PartialCredentialsError):
@@ -142,10 +145,10 @@ class S3Backend:
         with self._errors(key):
             self.client.download_file(self.bucket, self._key(key), str(local), Config=self.transfer)
 
-    def open_stream(self, key: str):  # noqa: ANN201 - botocore's StreamingBody
+    def open_stream(self, key: str) -> Stream:
         """A streaming read of `key` (a file-like `read(n)`, `close()`); NotFound if absent."""
         with self._errors(key):
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+            return Stream(self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"], self, key)
 
     def metadata(self, key: str) -> dict[str, str]:
         """The user metadata of `key` (`put_file` records "sha256"); NotFound if absent."""
@@ -193,3 +196,22 @@ class S3Backend:
             self.client.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
         log.info("bucket %s: %s, versioning enabled", self.bucket, "created" if created else "exists")
         return created
+
+
+class Stream:
+    """An object's body as it streams in: a read that stalls past the read timeout or breaks off is one
+    StoreUnavailable line naming the object (botocore retries the request, never a body already flowing)."""
+
+    def __init__(self, body: StreamingBody, backend: S3Backend, key: str) -> None:
+        self.body, self.backend, self.key = body, backend, key
+
+    def read(self, size: int | None = None) -> bytes:
+        try:
+            return self.body.read(None if size is None or size < 0 else size)
+        except (ReadTimeoutError, ResponseStreamingError) as exc:
+            endpoint = self.backend.settings.endpoint_url or "the AWS endpoint"
+            raise StoreUnavailable(f"cannot reach {endpoint} for {self.backend.url}: reading {self.key} stopped"
+                                   f" ({type(exc).__name__}); check that the server is up and run the command again") from None
+
+    def close(self) -> None:
+        self.body.close()

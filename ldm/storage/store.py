@@ -179,6 +179,7 @@ class ReleaseStore:
             for entry in read_files(release.manifest):
                 target = temp.joinpath(*entry.path.split("/"))
                 target.parent.mkdir(parents=True, exist_ok=True)
+                log.info("downloading %s (%d bytes)", entry.path, entry.size)
                 try:
                     self.backend.get_file(f"{name}/objects/{entry.sha256}", target)
                 except NotFound:

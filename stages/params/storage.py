@@ -56,6 +56,8 @@ class OrchestrateParams(Section):
     cron: str = Field("0 3 * * *", description="schedule of `ldm serve`")
     stage_timeout_s: float = Field(86400.0, gt=0.0, description="per `dvc repro -s <stage>`")
     stage_timeouts: dict[str, float] = Field({}, description="per-stage overrides of stage_timeout_s")
+    push_timeout_s: float = Field(3600.0, gt=0.0, description="per `dvc push` attempt, retried when it runs out: a store "
+                                  "that stops answering mid-upload stalls a write past every S3 client timeout")
     retries: int = Field(2, ge=0, le=10, description="per stage, transient failures only")
     retry_delay_s: float = Field(60.0, ge=0.0, le=3600.0)
     lock_timeout_s: float = Field(0.0, ge=0.0, description="wait for another run's workspace lock; 0: fail at once")

@@ -77,3 +77,41 @@ def test_a_checkpoint_on_a_full_disk_is_one_line_and_the_rerun_trains(images, tm
     rerun = _run(command, root)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert (out / "model" / "model.safetensors").is_file()
+
+
+def test_a_latent_cache_on_a_full_disk_publishes_nothing_and_the_rerun_writes_the_same_bytes(ldm_inputs, tmp_path, root):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({
+        "data": {"resolution": 64, "shard_size": 40},  # as conftest.ldm_inputs
+        "cache_latents": {"accelerator": "cpu", "devices": 1, "threads": 1, "label_maps": False}}))
+
+    def command(out: Path) -> list[str]:
+        return [sys.executable, "-m", "stages.cache_latents", "--params", str(tmp_path / "params.yaml"),
+                "--images", str(ldm_inputs / "images"), "--pairs", str(ldm_inputs / "pairs"), "--masks", str(ldm_inputs / "masks"),
+                "--model", str(ldm_inputs / "models" / "autoencoder"), "--out", str(out / "latents"),
+                "--report", str(out / "cache.json")]
+
+    full = _run(command(tmp_path / "full"), root, limit=20_000)  # a latent shard of 40 samples is larger
+    errors = _error_lines(full)
+    assert full.returncode == 2 and len(errors) == 1 and "the file size limit is reached" in errors[0], full.stderr[-2000:]
+    assert not (tmp_path / "full" / "latents").exists() and not (tmp_path / "full" / "cache.json").exists()
+    assert [p.name for p in (tmp_path / "full").iterdir()] == []  # nor its hidden partial folder
+    assert _run(command(tmp_path / "full"), root).returncode == 0
+    for shard in sorted((ldm_inputs / "latents").rglob("*.tar")):
+        assert (tmp_path / "full" / "latents" / shard.relative_to(ldm_inputs / "latents")).read_bytes() == shard.read_bytes()
+
+
+def test_a_pull_on_a_full_disk_leaves_nothing_and_the_rerun_completes(tmp_path, root):
+    bundle = tmp_path / "model"
+    bundle.mkdir()
+    (bundle / "model.safetensors").write_bytes(bytes(range(256)) * 4096)  # 1 MiB
+    (bundle / "config.json").write_text("{}")
+    store = tmp_path / "store"
+    ldm = str(Path(sys.executable).parent / "ldm")
+    assert _run([ldm, "publish", str(bundle), "--name", "m", "--store", str(store)], tmp_path).returncode == 0
+    pull = [ldm, "pull", "m", "-o", str(tmp_path / "serving" / "m"), "--store", str(store)]
+    full = _run(pull, tmp_path, limit=100_000)
+    errors = _error_lines(full)
+    assert full.returncode == 2 and len(errors) == 1 and "the file size limit is reached" in errors[0], full.stderr[-2000:]
+    assert list((tmp_path / "serving").iterdir()) == []  # no folder, not even the hidden partial one
+    assert _run(pull, tmp_path).returncode == 0
+    assert (tmp_path / "serving" / "m" / "model.safetensors").read_bytes() == (bundle / "model.safetensors").read_bytes()
