@@ -25,8 +25,12 @@ RUN_TARGETS := evaluate evaluate_inpaint
 run: setup init
 	dvc repro $(RUN_TARGETS)
 
+# The suite in TEST_WORKERS processes (pytest-xdist), a whole test file to each at a time, so that a module's
+# fixtures (the reproduced pipeline) are built once; TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+
 test: setup init
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 setup: $(STAMP)
 

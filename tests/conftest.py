@@ -22,11 +22,23 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("HF_HOME", str(cache / "huggingface"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     # Prefect: a home in the checkout (a second start is faster), no telemetry, time to start its temporary server.
-    os.environ.setdefault("PREFECT_HOME", str(cache / "prefect-tests"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")  # `make test` runs 2 (pytest-xdist)
+    os.environ.setdefault("PREFECT_HOME", str(cache / f"prefect-tests-{worker}"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     # Subprocesses (dvc running `python -m stages...`) must find this interpreter first.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+# The files that take minutes, longest first (`make test PYTEST_ADDOPTS=--durations=0`). `make test` hands each of
+# 2 processes a whole file at a time, in collection order: these go first, so that none is left to run alone at the end.
+LONGEST_FIRST = ("test_pipeline_cli.py", "test_flows.py", "test_storage_outage.py", "test_killed_training.py",
+                 "test_ddp.py", "test_autoencoder.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keeps its order
 
 
 @pytest.fixture(scope="session")
