@@ -23,6 +23,9 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     # Prefect: a home in the checkout (a second start is faster), no telemetry, time to start its temporary server.
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")  # `make test` runs 2 (pytest-xdist)
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:  # a core each: torch's threads would fight
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        os.environ.setdefault("MKL_NUM_THREADS", "1")
     os.environ.setdefault("PREFECT_HOME", str(cache / f"prefect-tests-{worker}"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
@@ -64,6 +67,13 @@ def copy_pipeline():
     """copy_pipeline(repo): the checkout's pipeline files into `repo`, before its `git init` and `dvc init` (which
     keeps an existing .dvcignore); params.yaml is each test's own."""
     return _copy_pipeline
+
+
+@pytest.fixture(scope="session")
+def one_thread_stages() -> dict[str, int]:
+    """Dotted params keys that give every torch stage one thread: `make test` gives each of its 2 processes a core."""
+    return {f"{section}.threads": 1 for section in ("train_autoencoder", "cache_latents", "train_ldm", "evaluate",
+                                                    "evaluate_inpaint", "evaluate_semantic", "evaluate_layout")}
 
 
 @pytest.fixture(scope="module")

@@ -280,9 +280,9 @@ SMALL = {"download.embedded.train_crops": 96, "download.embedded.val_crops": 24,
             {"steps": 4, "val_every": 2, "checkpoint_every": 2, "batch_size": 8}.items()}}
 
 
-def _small_params(shipped: dict, endpoint: str, bucket: str) -> dict:
+def _small_params(shipped: dict, endpoint: str, bucket: str, extra: dict) -> dict:
     params = json.loads(json.dumps(shipped))
-    for dotted, value in SMALL.items():
+    for dotted, value in {**SMALL, **extra}.items():
         *parents, key = dotted.split(".")
         section = params
         for part in parents:
@@ -297,7 +297,7 @@ def _small_params(shipped: dict, endpoint: str, bucket: str) -> dict:
 
 @pytest.mark.slow
 def test_pipeline_flow_runs_pushes_releases_and_the_release_pulls_back(prefect_harness, s3_env, root, copy_pipeline,
-                                                                       tmp_path):
+                                                                       one_thread_stages, tmp_path):
     from prefect.client.orchestration import get_client
 
     from flows.pipeline import pipeline
@@ -309,7 +309,7 @@ def test_pipeline_flow_runs_pushes_releases_and_the_release_pulls_back(prefect_h
     repo = tmp_path / "repo"
     repo.mkdir()
     copy_pipeline(repo)
-    params = _small_params(yaml.safe_load((root / "params.yaml").read_text()), s3_env, bucket)
+    params = _small_params(yaml.safe_load((root / "params.yaml").read_text()), s3_env, bucket, one_thread_stages)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _sh("git", "init", "-q", cwd=repo)
     _sh(sys.executable, "-m", "dvc", "init", "-q", cwd=repo)

@@ -31,11 +31,11 @@ def _sh(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProc
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, root, copy_pipeline) -> Path:
+def repo(tmp_path_factory, root, copy_pipeline, one_thread_stages) -> Path:
     """A copy of the project's pipeline files in a fresh git + DVC repository, reproduced once."""
     repo = tmp_path_factory.mktemp("pipeline")
     copy_pipeline(repo)
-    (repo / "params.yaml").write_text(short_params((root / "params.yaml").read_text()))
+    (repo / "params.yaml").write_text(short_params((root / "params.yaml").read_text(), one_thread_stages))
     _sh("git", "init", "-q", cwd=repo)
     _sh("dvc", "init", "-q", cwd=repo)
     _sh("dvc", "repro", cwd=repo, timeout=REPRO_TIMEOUT_S)
@@ -72,10 +72,10 @@ def set_param(params: dict, dotted: str, value) -> None:
     params[key] = value
 
 
-def short_params(text: str) -> str:
-    """params.yaml with the training stages shortened; a renamed key fails validation here."""
+def short_params(text: str, extra: dict) -> str:
+    """params.yaml with the training stages shortened (and `extra`); a renamed key fails validation here."""
     params = yaml.safe_load(text)
-    for dotted, value in SHORT.items():
+    for dotted, value in {**SHORT, **extra}.items():
         set_param(params, dotted, value)
     parse_params(params)
     return yaml.safe_dump(params, sort_keys=False)
