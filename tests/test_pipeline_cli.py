@@ -49,19 +49,20 @@ REPRO_TIMEOUT_S = 1800
 
 # The embedded default with a quarter of its crops (in 3 train shards, as many as the default has: docs/scaling.md
 # splits them over 2 processes), training and sampling cut short: the DAG and its files, not the model quality.
-# train_ldm keeps its preset's batch (32): docs/scaling.md halves it over 2 processes.
-_LOOP = {"steps": 20, "val_every": 20, "checkpoint_every": 20}
+# train_ldm keeps its preset's batch (32) and 20 steps: docs/scaling.md halves the batch over 2 processes and compares
+# the validation losses; the other models take half as many.
+STEPS = {"train_autoencoder": 16, "train_ldm": 20, "train_sr": 10, "train_inpaint": 10, "train_semantic": 10,
+         "train_layout": 10}
 CROPS = {"train": 300, "val": 60}
 SHORT = {"download.embedded.train_crops": CROPS["train"], "download.embedded.val_crops": CROPS["val"], "data.shard_size": 100,
-         "train_autoencoder.steps": 40, "train_autoencoder.val_every": 40, "train_autoencoder.checkpoint_every": 40,
-         "train_autoencoder.recipe.decay_steps": 40, "evaluate.samples": 8, "evaluate.sampling.steps": 5,
+         "train_autoencoder.recipe.decay_steps": STEPS["train_autoencoder"], "evaluate.samples": 8, "evaluate.sampling.steps": 5,
          "evaluate.sr_samples": 4, "evaluate.sr_sampling.steps": 5, "evaluate.feature_extractor": "random-conv",
          "train_sr.batch_size": 16, "train_inpaint.batch_size": 16, "evaluate_semantic.sampling.steps": 5,
          "evaluate_inpaint.samples": 4, "evaluate_inpaint.sampling.steps": 5,
          "evaluate_inpaint.feature_extractor": "random-conv", "evaluate_inpaint.lpips_net": "random-vgg16",
          "evaluate_layout.layouts": 2, "evaluate_layout.seeds": 2, "evaluate_layout.sampling.steps": 5,
-         **{f"{section}.{k}": v for section in ("train_ldm", "train_sr", "train_inpaint", "train_semantic", "train_layout")
-            for k, v in _LOOP.items()}}
+         **{f"{section}.{key}": steps for section, steps in STEPS.items()
+            for key in ("steps", "val_every", "checkpoint_every")}}
 
 
 def set_param(params: dict, dotted: str, value) -> None:
@@ -105,21 +106,21 @@ def test_repro_writes_shards_and_report(repo):
     label_maps = json.loads((repo / "reports" / "label_maps.json").read_text())
     assert label_maps["counts"] == report["counts"] and sorted(label_maps["shards"]) == shards
     autoencoder = json.loads((repo / "metrics" / "autoencoder.json").read_text())
-    assert autoencoder["train"]["batches"] == 40
+    assert autoencoder["train"]["batches"] == STEPS["train_autoencoder"]
     stats = json.loads((repo / "data" / "latents" / "stats.json").read_text())
     assert stats["counts"]["train"] == report["counts"]["train"] and stats["counts"]["pairs_val"] == report["counts"]["val"]
     assert abs(stats["scaled_std"] - 1.0) <= 0.02 and stats["first_batch"]["std"] > 0
-    for name in ("ldm", "ldm_sr"):
+    for name, section in (("ldm", "train_ldm"), ("ldm_sr", "train_sr")):
         config = json.loads((repo / "models" / name / "config.json").read_text())
         assert config["model"]["scale_factor"] == stats["scale_factor"]
-        assert json.loads((repo / "metrics" / f"{name}.json").read_text())["train"]["batches"] == 20
+        assert json.loads((repo / "metrics" / f"{name}.json").read_text())["train"]["batches"] == STEPS[section]
     evaluation = json.loads((repo / "metrics" / "evaluate.json").read_text())
     assert evaluation["ldm"]["samples"] == 8 and "fid" in evaluation["ldm"] and "psnr" in evaluation["sr"]
     assert (repo / "reports" / "evaluate" / "samples.png").stat().st_size > 0
     semantic = json.loads((repo / "metrics" / "evaluate_semantic.json").read_text())
     assert semantic["sizes"]["2x"]["size"] == [128, 128] and (repo / "reports" / "evaluate_semantic" / "semantic.png").is_file()
     for task in ("inpaint", "layout"):
-        assert json.loads((repo / "metrics" / f"ldm_{task}.json").read_text())["train"]["batches"] == 20
+        assert json.loads((repo / "metrics" / f"ldm_{task}.json").read_text())["train"]["batches"] == STEPS[f"train_{task}"]
         assert (repo / "reports" / f"evaluate_{task}" / f"{task}.png").is_file()
     inpainting = json.loads((repo / "metrics" / "evaluate_inpaint.json").read_text())
     assert set(inpainting["ldm"]) >= {"fid", "lpips"} and set(inpainting["blur_fill"]) >= {"fid", "lpips"}
