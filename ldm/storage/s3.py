@@ -75,13 +75,18 @@ class S3Backend:
                                        max_concurrency=settings.max_concurrency,
                                        num_download_attempts=settings.max_attempts)
 
+    @property
+    def endpoint(self) -> str:
+        """The endpoint as an error names it."""
+        return self.settings.endpoint_url or "the AWS endpoint"
+
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     @contextlib.contextmanager
     def _errors(self, what: str) -> Iterator[None]:
         """Turn botocore's exceptions into one StoreError line that says what to do."""
-        endpoint = self.settings.endpoint_url or "the AWS endpoint"
+        endpoint = self.endpoint
         try:
             yield
         except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError,
@@ -209,8 +214,7 @@ class Stream:
         try:
             return self.body.read(None if size is None or size < 0 else size)
         except (ReadTimeoutError, ResponseStreamingError) as exc:
-            endpoint = self.backend.settings.endpoint_url or "the AWS endpoint"
-            raise StoreUnavailable(f"cannot reach {endpoint} for {self.backend.url}: reading {self.key} stopped"
+            raise StoreUnavailable(f"cannot reach {self.backend.endpoint} for {self.backend.url}: reading {self.key} stopped"
                                    f" ({type(exc).__name__}); check that the server is up and run the command again") from None
 
     def close(self) -> None:
