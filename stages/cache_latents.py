@@ -56,6 +56,7 @@ from ldm.latents.shards import (
     encode_shard_task,
     read_shard_images,
     read_shard_masks,
+    usable_jobs,
     write_latent_shard,
 )
 from ldm.latents.stats import PAIRS, STATS, measure_latent_stats, write_stats
@@ -221,7 +222,7 @@ def run(params: Params, paths: Paths) -> dict | None:
     remote.configure(to_config(params.storage.s3, S3Settings))
     card = read_card(paths.model)
     ae_hash = autoencoder_sha256(paths.model)
-    jobs = _jobs(paths, params)
+    jobs, corrupt = usable_jobs(_jobs(paths, params), params.data.on_corrupt)
     settings = EncodeSettings(p.posterior, p.seed, p.batch_size, p.dtype, ae_hash)
     staging = remote.staging_for(paths.out)
     if is_launch_rank_zero():
@@ -246,7 +247,7 @@ def run(params: Params, paths: Paths) -> dict | None:
         if is_launch_rank_zero():
             shutil.rmtree(staging, ignore_errors=True)  # a failed cache (a full disk) keeps neither space nor a part
         raise
-    write_json(paths.report, {**stats.report(), "tasks": tasks.to_dict()})
+    write_json(paths.report, {**stats.report(), "corrupt": corrupt.to_dict(), "tasks": tasks.to_dict()})
     for warning in stats.warnings:
         log.warning("%s", warning)
     log.info("cached %d latents; scale_factor %.5f (dataset std %.5f, first batch std %.5f); scaled std %.4f",

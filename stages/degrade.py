@@ -27,6 +27,7 @@ from ldm.data.grids import save_grid
 from ldm.data.location import Location
 from ldm.data.schema import ImageSample, PairSample
 from ldm.data.shards import MANIFEST, AtomicFolder, ShardInfo, read_shards, sha256_file, write_manifest, write_shard
+from ldm.data.survey import survey
 from ldm.degradation import MIN_LR_SIDE, DegradationError, degrade
 from ldm.errors import InputNotFound
 from ldm.metrics.quality import psnr
@@ -128,6 +129,8 @@ def run(params: Params, paths: Paths) -> dict:
     sources = sorted(paths.images.glob("*.tar"))
     if not sources:
         raise InputNotFound(f"{paths.images}: no image shards; run the download stage first (dvc repro download)")
+    corrupt = survey([str(src) for src in sources], params.data.on_corrupt)
+    sources = [Path(url) for url in corrupt.keep([str(src) for src in sources])]
     job_cfg = {"seed": cfg.seed, "scale": cfg.scale, "variant": cfg.variant, "repeats": cfg.degradations_per_image}
     merged: dict = {"ops": Counter(), "blur_ksize": Counter(), "jpeg_quality": Counter(), "noise": [], "psnr": []}
     remote.configure(to_config(params.storage.s3, S3Settings))
@@ -158,6 +161,7 @@ def run(params: Params, paths: Paths) -> dict:
         "jpeg_qualities": {str(k): v for k, v in sorted(merged["jpeg_quality"].items())},
         "noise_sigma_255": quantiles(merged["noise"]),
         "psnr_bicubic_up_db": quantiles(merged["psnr"]),
+        "corrupt": corrupt.to_dict(),
         "tasks": tasks.record().to_dict(),
         "lineage": lineage({"data": params.data, "degrade": cfg}, {src.name: sha256_file(src) for src in sources}),
     }

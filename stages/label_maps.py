@@ -24,6 +24,7 @@ from ldm.data import remote
 from ldm.data.grids import save_titled_columns
 from ldm.data.location import Location
 from ldm.data.shards import MANIFEST, AtomicFolder, sha256_file, write_manifest
+from ldm.data.survey import survey
 from ldm.errors import InputNotFound
 from ldm.label_maps.boxes import box_classes
 from ldm.label_maps.report import grid_columns, summarize
@@ -55,6 +56,8 @@ def run(params: Params, paths: Paths) -> dict:
     sources = sorted(paths.images.glob("*.tar"))
     if not sources:
         raise InputNotFound(f"{paths.images}: no image shards; run the download stage first (dvc repro download)")
+    corrupt = survey([str(src) for src in sources], params.data.on_corrupt)
+    sources = [Path(url) for url in corrupt.keep([str(src) for src in sources])]
     remote.configure(to_config(params.storage.s3, S3Settings))
     tasks = TaskLog()
     with AtomicFolder(paths.out, marker=MANIFEST) as staging:
@@ -80,6 +83,7 @@ def run(params: Params, paths: Paths) -> dict:
         "counts": dict(sorted(counts.items())),
         **summarize([record for shard in written for record in shard.records]),
         "shards": {shard.shard.name: {"samples": shard.shard.samples, "sha256": shard.shard.sha256} for shard in written},
+        "corrupt": corrupt.to_dict(),
         "tasks": tasks.record().to_dict(),
         "lineage": lineage({"label_maps": cfg}, {src.name: sha256_file(src) for src in sources}),
     }

@@ -21,6 +21,7 @@ from ldm.data import remote
 from ldm.data.grids import save_titled_columns
 from ldm.data.location import Location
 from ldm.data.shards import MANIFEST, AtomicFolder, sha256_file, write_manifest
+from ldm.data.survey import survey
 from ldm.errors import InputNotFound
 from ldm.masks.shards import MaskJob, grid_columns, summarize, write_mask_shard, zip_masks
 from ldm.parallel import TaskLog, map_tasks, task_pool
@@ -48,6 +49,8 @@ def run(params: Params, paths: Paths) -> dict:
     sources = sorted(paths.images.glob("*.tar"))
     if not sources:
         raise InputNotFound(f"{paths.images}: no image shards; run the download stage first (dvc repro download)")
+    corrupt = survey([str(src) for src in sources], params.data.on_corrupt)
+    sources = [Path(url) for url in corrupt.keep([str(src) for src in sources])]
     remote.configure(to_config(params.storage.s3, S3Settings))
     tasks, config = TaskLog(), cfg.config()
     with AtomicFolder(paths.out, marker=MANIFEST) as staging:
@@ -69,6 +72,7 @@ def run(params: Params, paths: Paths) -> dict:
         "counts": dict(sorted(counts.items())),
         **summarize([record for shard in written for record in shard.records]),
         "shards": {shard.shard.name: {"samples": shard.shard.samples, "sha256": shard.shard.sha256} for shard in written},
+        "corrupt": corrupt.to_dict(),
         "tasks": tasks.record().to_dict(),
         "lineage": lineage({"masks": cfg}, {src.name: sha256_file(src) for src in sources}),
     }

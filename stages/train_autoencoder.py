@@ -30,6 +30,7 @@ from ldm.data.grids import save_grid
 from ldm.data.loader import ShardData, image_loader, shard_urls
 from ldm.data.location import Location
 from ldm.data.shards import require_complete, shards_sha256
+from ldm.data.survey import survey
 from ldm.errors import UserError
 from ldm.reports import write_json
 from ldm.storage.settings import S3Settings
@@ -81,6 +82,8 @@ def run(params: Params, paths: Paths) -> dict | None:
     remote.configure(to_config(params.storage.s3, S3Settings))
     require_complete(paths.images, "download")
     train_urls, val_urls = shard_urls(paths.images, "train"), shard_urls(paths.images, "val")
+    corrupt = survey(train_urls + val_urls, params.data.on_corrupt)
+    train_urls, val_urls = corrupt.keep(train_urls), corrupt.keep(val_urls)
     data = _data(params, train_urls, val_urls)
     data_hash = shards_sha256(train_urls + val_urls)
 
@@ -115,6 +118,7 @@ def run(params: Params, paths: Paths) -> dict | None:
         "train": {"batches": int(module.ae_step), "seconds": round(seconds, 1),
                   "resumed_from": str(ckpt) if ckpt else None, "skipped_steps": module.bad_steps.skipped},
         **report,
+        "corrupt": corrupt.to_dict(),
     }
     inputs = {"images": data_hash, **({"init_from": init_hash} if init_hash else {})}
     line = lineage({"data": params.data, "autoencoder": params.autoencoder, "train_autoencoder": p}, inputs,

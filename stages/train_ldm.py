@@ -24,6 +24,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,12 +41,13 @@ from ldm.data.loader import ShardData, rank_shards, shard_urls
 from ldm.data.location import Location, join
 from ldm.data.schema import LatentSample
 from ldm.data.shards import read_shards, shards_sha256
+from ldm.data.survey import Survey, survey
 from ldm.errors import InvalidInput
 from ldm.latent_diffusion.checkpoint import LDMCard, init_ldm, save_ldm
 from ldm.latent_diffusion.config import LDMConfig
 from ldm.latent_diffusion.lightning_module import LDMTrainingModule
 from ldm.latent_diffusion.model import LatentDiffusionModel
-from ldm.latents.stats import PAIRS, LatentStats, check_shards, read_stats
+from ldm.latents.stats import PAIRS, LatentStats, check_shard, read_stats
 from ldm.model_dir import LDM, LDM_INPAINT, LDM_LAYOUT, LDM_SEMANTIC, LDM_SR
 from ldm.reports import write_json
 from ldm.storage.settings import S3Settings
@@ -183,6 +185,14 @@ def _loss_drop(curve: Path) -> dict:
     return {"first_10pct": first, "last_10pct": last, "ratio": last / first}
 
 
+def _shards(params: Params, paths: Paths, stats: LatentStats) -> tuple[list[str], list[str], Survey]:
+    """The train and val latent shards this section reads (`data.on_corrupt`), and their record for the metrics."""
+    folder = join(paths.latents, PAIRS) if paths.section == "train_sr" else paths.latents
+    train, val = shard_urls(folder, "train"), shard_urls(folder, "val")
+    corrupt = survey(train + val, params.data.on_corrupt, verify=partial(check_shard, stats, paths.latents))
+    return corrupt.keep(train), corrupt.keep(val), corrupt
+
+
 def run(params: Params, paths: Paths) -> dict | None:
     """Train, export and report; the metrics written to `paths.metrics` come back (None on ranks other than 0)."""
     section = paths.section
@@ -190,9 +200,7 @@ def run(params: Params, paths: Paths) -> dict | None:
     torch.set_num_threads(p.threads)
     remote.configure(to_config(params.storage.s3, S3Settings))
     stats = read_stats(paths.latents)
-    folder = join(paths.latents, PAIRS) if section == "train_sr" else paths.latents
-    train, val = shard_urls(folder, "train"), shard_urls(folder, "val")
-    check_shards(stats, paths.latents, train + val)
+    train, val, corrupt = _shards(params, paths, stats)
     ae_hash = autoencoder_sha256(paths.autoencoder)
     first = LatentSample.decode(next(read_shards(train[:1])))
     config = _config(params, section, stats, first, ae_hash)
@@ -239,7 +247,8 @@ def run(params: Params, paths: Paths) -> dict | None:
     metrics = {"preset": p.preset, "parameters": model.num_parameters(),
                "train": {"batches": int(module.global_step), "seconds": round(seconds, 1),
                          "resumed_from": str(ckpt) if ckpt else None, "skipped_steps": module.bad_steps.skipped},
-               "distributed": distributed, "loss": _loss_drop(paths.curves), "val": val_logs, "lineage": line}
+               "distributed": distributed, "loss": _loss_drop(paths.curves), "val": val_logs, "corrupt": corrupt.to_dict(),
+               "lineage": line}
     write_json(paths.metrics, metrics)
     log.info("%s: %d batches in %.0f s; train loss %s -> %s", section, metrics["train"]["batches"], seconds,
              metrics["loss"]["first_10pct"], metrics["loss"]["last_10pct"])

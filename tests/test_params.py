@@ -26,7 +26,7 @@ def test_sections_are_frozen():
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        ({"data": {"resolutoin": 64}}, "data.resolutoin: unknown key; allowed here: resolution, shard_size"),
+        ({"data": {"resolutoin": 64}}, "data.resolutoin: unknown key; allowed here: on_corrupt, resolution, shard_size"),
         ({"data": {"resolution": "64"}}, "data.resolution: must be a valid integer, got '64'"),
         ({"data": {"resolution": 60}}, "data.resolution: must be a multiple of 8"),
         ({"data": {"resolution": 8}}, "data.resolution: must be greater than or equal to 16, got 8"),

@@ -25,6 +25,7 @@ from ldm.autoencoder.model import Autoencoder
 from ldm.data.loader import to_tensor
 from ldm.data.schema import KEY, LatentSample, MaskSample, RawSample, image_of
 from ldm.data.shards import ShardInfo, read_shards, write_shard
+from ldm.data.survey import OnCorrupt, Survey, survey
 from ldm.errors import InvalidInput
 from ldm.label_maps.pairing import attach_label_maps
 from ldm.latents.config import LatentDtype, Posterior
@@ -42,6 +43,18 @@ class ShardJob:
     name: str  # "train-000000.tar" or "pairs/train-000000.tar"
     masks: str = ""  # "": no masks
     label_maps: str = ""  # the label-map shard zipped in by key (stage label_maps); "" = none
+
+
+def usable_jobs(jobs: list[ShardJob], policy: OnCorrupt) -> tuple[list[ShardJob], Survey]:
+    """The jobs whose every input shard (image or pair, mask, label map) passes `ldm.data.survey` under `policy`
+    (params `data.on_corrupt`), and the record for the report; InvalidInput when no job is left."""
+    inputs = {job.name: [url for url in (job.source, job.masks, job.label_maps) if url] for job in jobs}
+    corrupt = survey([url for urls in inputs.values() for url in urls], policy)
+    aside = {entry.shard for entry in corrupt.set_aside}
+    kept = [job for job in jobs if aside.isdisjoint(inputs[job.name])]
+    if jobs and not kept:
+        raise InvalidInput(f"every input shard of cache_latents is corrupt (first: {corrupt.set_aside[0].reason})")
+    return kept, corrupt
 
 
 @dataclass(frozen=True)

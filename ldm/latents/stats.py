@@ -97,20 +97,19 @@ def write_stats(cache: Path, stats: LatentStats) -> None:
     write_json(cache / STATS, stats.to_dict())
 
 
-def check_shards(stats: LatentStats, cache: Location, urls: list[str]) -> None:
+def check_shard(stats: LatentStats, cache: Location, url: str) -> None:
     """Refuse a shard of `cache` whose sha256 differs from the one stats.json records (cut, rewritten or from
     another run after cache_latents wrote it), or that stats.json does not list; one line naming the shard."""
     if not stats.shards:
         return  # a stats.json from before the record existed: nothing to compare
-    for url in urls:
-        name = str(url)[len(str(cache)) + 1:]  # "train-000000.tar" or "pairs/train-000000.tar"
-        recorded = stats.shards.get(name)
-        if recorded is None:
-            raise InvalidInput(f"{url}: not listed in {join(cache, STATS)}; the folder holds a shard cache_latents did"
-                               " not write: remove it, or re-run `dvc repro --force cache_latents`")
-        if sha256_of(url) != recorded:
-            raise InvalidInput(f"{url}: its sha256 differs from the one {join(cache, STATS)} records: the shard changed"
-                               " after cache_latents wrote it; re-run `dvc repro --force cache_latents`")
+    name = str(url)[len(str(cache)) + 1:]  # "train-000000.tar" or "pairs/train-000000.tar"
+    recorded = stats.shards.get(name)
+    if recorded is None:
+        raise InvalidInput(f"{url}: not listed in {join(cache, STATS)}; the folder holds a shard cache_latents did"
+                           " not write: remove it, or re-run `dvc repro --force cache_latents`")
+    if sha256_of(url) != recorded:
+        raise InvalidInput(f"{url}: its sha256 differs from the one {join(cache, STATS)} records: the shard changed"
+                           " after cache_latents wrote it; re-run `dvc repro --force cache_latents`")
 
 
 def read_stats(cache: Location) -> LatentStats:

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from ldm.data.survey import OnCorrupt
 from ldm.degradation.variants import Scale, VariantName
 from ldm.label_maps.config import IDS_IGNORE_RAW, BoxSource, FolderFormat, LabelMapConfig, MapSource
 from ldm.masks.config import MaskConfig, check_proportions
@@ -17,6 +18,8 @@ class DataParams(Section):
 
     resolution: int = Field(64, ge=16, le=1024, description="crop side in pixels")
     shard_size: int = Field(500, ge=1, le=100_000, description="samples per shard")
+    on_corrupt: OnCorrupt = Field("fail", description="a corrupt shard stops the stage (fail) or is set aside"
+                                  " and listed in its report (skip)")
 
     @field_validator("resolution")
     @classmethod
