@@ -50,8 +50,9 @@ def root() -> Path:
     return ROOT
 
 
-# What a pipeline workspace holds of the checkout: the DAG, what DVC ignores, the code its stages run, the embedded data.
-PIPELINE_FILES = ("dvc.yaml", ".dvcignore")
+# What a pipeline workspace holds of the checkout: the DAG, what DVC and git ignore (a user's commits hold no model,
+# checkpoint or cache, and `dvc exp run --temp` copies what git holds), the code its stages run, the embedded data.
+PIPELINE_FILES = ("dvc.yaml", ".dvcignore", ".gitignore")
 PIPELINE_FOLDERS = ("ldm", "stages", "data/source")
 
 
