@@ -46,6 +46,7 @@ from ldm.data.loader_config import LoaderSettings
 from ldm.data.location import Location, absolute, name_of
 from ldm.data.schema import KEY
 from ldm.data.shards import require_complete, sha256_file
+from ldm.data.survey import Survey, survey
 from ldm.errors import InputNotFound, InvalidInput
 from ldm.latents.shards import (
     EncodeSettings,
@@ -136,16 +137,20 @@ class ShardWriter(BasePredictionWriter):
                            prediction["masked"], prediction["label_maps"], remote.current())
 
 
-def _jobs(paths: Paths, params: Params) -> list[ShardJob]:
+def _jobs(paths: Paths, params: Params) -> tuple[list[ShardJob], Survey]:
+    """A job per usable image (and pair) shard under `data.on_corrupt`, and the record of the shards set aside."""
     require_complete(paths.images, "download")
-    jobs = [ShardJob(url, name_of(url)) for url in remote.glob(paths.images, "*.tar")]
-    if not jobs:
+    urls = remote.glob(paths.images, "*.tar")
+    if not urls:
         raise InputNotFound(f"{paths.images}: no image shards; run the download stage first (dvc repro download)")
+    images = survey(urls, params.data.on_corrupt)  # first: the masks and label maps mirror the shards kept
+    jobs = [ShardJob(url, name_of(url)) for url in images.keep(urls)]
+    aside = {name_of(entry.shard) for entry in images.set_aside}
     if params.cache_latents.masks:
-        masks = _mirror(jobs, paths.masks, "masks")
+        masks = _mirror(jobs, paths.masks, "masks", aside)
         jobs = [dataclasses.replace(job, masks=masks[job.name]) for job in jobs]
     if params.cache_latents.label_maps:
-        maps = _mirror(jobs, paths.label_maps, "label_maps")
+        maps = _mirror(jobs, paths.label_maps, "label_maps", aside)
         jobs = [dataclasses.replace(job, label_maps=maps[job.name]) for job in jobs]
     if params.cache_latents.pairs:
         require_complete(paths.pairs, "degrade")
@@ -153,18 +158,20 @@ def _jobs(paths: Paths, params: Params) -> list[ShardJob]:
         if not pairs:
             raise InputNotFound(f"{paths.pairs}: no pair shards; run `dvc repro degrade` or set cache_latents.pairs: false")
         jobs += [ShardJob(url, f"{PAIRS}/{name_of(url)}") for url in pairs]
-    return jobs
+    jobs, others = usable_jobs(jobs, params.data.on_corrupt, surveyed=set(urls))
+    return jobs, images + others
 
 
-def _mirror(jobs: list[ShardJob], folder: Location | None, stage: str) -> dict[str, str]:
+def _mirror(jobs: list[ShardJob], folder: Location | None, stage: str, aside: set[str]) -> dict[str, str]:
     """The shards of `stage`'s output folder by the name of the image shard they mirror (cache_latents.<stage>);
-    the folder must hold one shard per image shard, of the same name."""
+    the folder must hold one shard per image shard, of the same name (one mirroring an image shard set aside is
+    passed over)."""
     if folder is None:
         flag = f"--{stage.replace('_', '-')}"
         raise InputNotFound(f"cache_latents.{stage} is true but no {flag} folder was given; pass the {stage} stage's "
                             f"output ({flag} data/{stage}) or set cache_latents.{stage}: false")
     require_complete(folder, stage)
-    found = {name_of(url): absolute(url) for url in remote.glob(folder, "*.tar")}
+    found = {name_of(url): absolute(url) for url in remote.glob(folder, "*.tar") if name_of(url) not in aside}
     images = [job.name for job in jobs]
     if sorted(found) != sorted(images):
         missing = sorted(set(images) - set(found)) or sorted(set(found) - set(images))
@@ -222,7 +229,7 @@ def run(params: Params, paths: Paths) -> dict | None:
     remote.configure(to_config(params.storage.s3, S3Settings))
     card = read_card(paths.model)
     ae_hash = autoencoder_sha256(paths.model)
-    jobs, corrupt = usable_jobs(_jobs(paths, params), params.data.on_corrupt)
+    jobs, corrupt = _jobs(paths, params)
     settings = EncodeSettings(p.posterior, p.seed, p.batch_size, p.dtype, ae_hash)
     staging = remote.staging_for(paths.out)
     if is_launch_rank_zero():

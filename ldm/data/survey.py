@@ -15,22 +15,20 @@ import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Literal, get_args
+from typing import get_args
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ldm.config import Config
 from ldm.data.location import name_of, parent_of
-from ldm.data.schema import KEY, RawSample, decode_npy
+from ldm.data.policies import OnCorrupt
+from ldm.data.schema import KEY, Field, RawSample, decode_npy
 from ldm.data.shards import read_shards
 from ldm.data.tar_read import expected_samples
 from ldm.errors import InvalidInput
 
 log = logging.getLogger(__name__)
-
-
-OnCorrupt = Literal["fail", "skip"]  # params `data.on_corrupt`
 
 
 class CorruptSample(InvalidInput):
@@ -71,6 +69,10 @@ class Survey(Config):
                                f" is left to read (first: {self.set_aside[0].reason}); re-run the stage that writes them")
         return kept
 
+    def __add__(self, other: Survey) -> Survey:
+        """The record of both surveys' shards (one stage's inputs surveyed in two steps)."""
+        return Survey(self.policy, self.shards + other.shards, [*self.set_aside, *other.set_aside])
+
     def to_dict(self) -> dict:
         return {**super().to_dict(), "samples_set_aside": self.samples_set_aside}
 
@@ -87,15 +89,15 @@ def check_sample(raw: RawSample, url: str) -> None:
     for name, data in raw.items():
         if name.startswith("__"):
             continue
-        kind = name.rsplit(".", 1)[-1]  # "png", "hr.png" -> "png"
+        kind = name.rsplit(".", 1)[-1]  # "png", "hr.png" -> "png": a field is named by its format
         try:
-            if kind == "png":
+            if kind == Field.IMAGE:
                 with Image.open(io.BytesIO(data)) as image:
                     image.load()
             elif kind == "npy":
                 if not np.isfinite(decode_npy(data)).all():
                     raise ValueError("NaN or inf values")
-            elif name == "cls":
+            elif name == Field.LABEL:
                 int(data)
         except UnidentifiedImageError:
             raise CorruptSample(f"{url}: sample {key!r}, field {name!r}: not an image") from None

@@ -12,6 +12,7 @@ process (keyed by its folder and hash, so a changed model is loaded again).
 from __future__ import annotations
 
 import functools
+from collections.abc import Collection
 from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
@@ -25,7 +26,8 @@ from ldm.autoencoder.model import Autoencoder
 from ldm.data.loader import to_tensor
 from ldm.data.schema import KEY, LatentSample, MaskSample, RawSample, image_of
 from ldm.data.shards import ShardInfo, read_shards, write_shard
-from ldm.data.survey import OnCorrupt, Survey, survey
+from ldm.data.policies import OnCorrupt
+from ldm.data.survey import Survey, survey
 from ldm.errors import InvalidInput
 from ldm.label_maps.pairing import attach_label_maps
 from ldm.latents.config import LatentDtype, Posterior
@@ -45,11 +47,14 @@ class ShardJob:
     label_maps: str = ""  # the label-map shard zipped in by key (stage label_maps); "" = none
 
 
-def usable_jobs(jobs: list[ShardJob], policy: OnCorrupt) -> tuple[list[ShardJob], Survey]:
+def usable_jobs(jobs: list[ShardJob], policy: OnCorrupt, surveyed: Collection[str] = ()) -> tuple[list[ShardJob], Survey]:
     """The jobs whose every input shard (image or pair, mask, label map) passes `ldm.data.survey` under `policy`
-    (params `data.on_corrupt`), and the record for the report; InvalidInput when no job is left."""
+    (params `data.on_corrupt`), and the record for the report; InvalidInput when no job is left.
+
+    `surveyed`: input URLs a survey already passed (read again, they would be counted twice).
+    """
     inputs = {job.name: [url for url in (job.source, job.masks, job.label_maps) if url] for job in jobs}
-    corrupt = survey([url for urls in inputs.values() for url in urls], policy)
+    corrupt = survey([url for urls in inputs.values() for url in urls if url not in surveyed], policy)
     aside = {entry.shard for entry in corrupt.set_aside}
     kept = [job for job in jobs if aside.isdisjoint(inputs[job.name])]
     if jobs and not kept:

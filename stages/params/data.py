@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ldm.data.survey import OnCorrupt
+from ldm.data.policies import OnCorrupt
 from ldm.degradation.variants import Scale, VariantName
 from ldm.label_maps.config import IDS_IGNORE_RAW, BoxSource, FolderFormat, LabelMapConfig, MapSource
 from ldm.masks.config import MaskConfig, check_proportions

@@ -24,6 +24,7 @@ from ldm.data.survey import CorruptSample, Survey, check_sample, survey
 from ldm.errors import InvalidInput
 from ldm.latents.shards import ShardJob, usable_jobs
 from ldm.latents.stats import check_shard, read_stats
+from stages import cache_latents, masks
 from stages.degrade import main as degrade_main
 from stages.params import parse_params
 from stages.train_ldm import Paths, run
@@ -108,6 +109,7 @@ def test_degrade_under_skip_writes_the_intact_shards_and_lists_the_rest(images, 
     assert len(report["corrupt"]["set_aside"]) == 4
 
 
+@pytest.mark.slow
 def test_train_ldm_under_skip_sets_aside_a_nan_shard_and_a_changed_one(ldm_inputs, tmp_path, record_shards):
     inputs = tmp_path / "inputs"
     shutil.copytree(ldm_inputs, inputs, ignore=shutil.ignore_patterns("images", "pairs", "masks"))
@@ -141,3 +143,23 @@ def test_cache_latents_drops_a_job_whose_image_or_mask_shard_is_corrupt(images, 
     kept, corrupt = usable_jobs(jobs, "skip")
     assert [job.name for job in kept] == ["val-000000.tar", "val-000001.tar"]
     assert str(masks / "train-000003.tar") in {entry.shard for entry in corrupt.set_aside}
+
+
+@pytest.mark.slow
+def test_masks_then_cache_latents_under_skip_leave_out_the_same_shards(images, tmp_path, save_autoencoder):
+    """The chain a nightly run takes: the masks stage and the cache (which zips masks to images by shard) both set
+    the damaged image shards aside; the cache holds the latents of the intact ones and lists the rest."""
+    folder = _damaged(images, tmp_path)
+    data = {"resolution": 32, "shard_size": 4, "on_corrupt": "skip"}
+    masks.run(parse_params({"data": data, "masks": {"workers": 1, "grid_images": 2}}),
+              masks.Paths(folder, tmp_path / "masks", tmp_path / "masks.json", tmp_path / "masks.png"))
+    save_autoencoder(tmp_path / "ae", "kl-f4-tiny")
+    cache_latents.run(parse_params({"data": data, "cache_latents": {"accelerator": "cpu", "devices": 1, "threads": 1,
+                                                                      "pairs": False, "label_maps": False}}),
+                      cache_latents.Paths(folder, None, tmp_path / "ae", tmp_path / "latents", tmp_path / "cache.json",
+                                          tmp_path / "masks"))
+    report = json.loads((tmp_path / "cache.json").read_text())
+    assert sorted(p.name for p in (tmp_path / "latents").glob("*.tar")) == ["train-000003.tar", "val-000000.tar",
+                                                                             "val-000001.tar"]
+    assert len(report["corrupt"]["set_aside"]) == 4 and report["corrupt"]["samples_set_aside"] == 12
+    assert json.loads((tmp_path / "masks.json").read_text())["corrupt"]["samples_set_aside"] == 12
