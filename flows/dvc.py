@@ -143,19 +143,30 @@ def capture(args: list[str], cwd: Path, what: str, env: dict[str, str] | None = 
     return result.stdout
 
 
-def stage_order(workdir: Path, targets: list[str] | None = None) -> list[str]:
-    """The stages of dvc.yaml (or those `targets` need) in an order that runs every stage after its inputs.
-
-    Nodes and edges come from `dvc dag --dot`; ties keep the order DVC lists them in.
-    """
+def _dag(workdir: Path, target: str | None = None) -> tuple[list[str], list[tuple[str, str]]]:
+    """Nodes and edges of `dvc dag --dot` (of the whole DAG, or of one target and what it needs)."""
     nodes: list[str] = []
     edges: list[tuple[str, str]] = []
-    for line in capture(dvc("dag", "--dot", *(targets or [])), workdir, "dvc dag").splitlines():
+    for line in capture(dvc("dag", "--dot", *([target] if target else [])), workdir, "dvc dag").splitlines():
         line = line.strip()
         if match := _EDGE.match(line):
             edges.append((match["src"], match["dst"]))
         elif match := _NODE.match(line):
             nodes.append(match["name"])
+    return nodes, edges
+
+
+def stage_order(workdir: Path, targets: list[str] | None = None) -> list[str]:
+    """The stages of dvc.yaml (or those `targets` need) in an order that runs every stage after its inputs.
+
+    Nodes and edges come from `dvc dag --dot`, which takes one target at a time: with targets, the stages any of
+    them needs, in the whole DAG's order; ties keep the order DVC lists them in.
+    """
+    nodes, edges = _dag(workdir)
+    if targets:
+        wanted = {node for target in targets for node in _dag(workdir, target)[0]}
+        nodes = [node for node in nodes if node in wanted]
+        edges = [(src, dst) for src, dst in edges if src in wanted and dst in wanted]
     return topological(nodes, edges)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -55,6 +56,7 @@ def test_stage_order_comes_from_dvc(tmp_path):
     repo = _toy_repo(tmp_path / "repo", stages)
     assert dvc.stage_order(repo) == ["solo", "source", "mid", "report"]
     assert dvc.stage_order(repo, ["mid"]) == ["source", "mid"]
+    assert dvc.stage_order(repo, ["report", "solo"]) == ["solo", "source", "mid", "report"]  # `ldm run --target` twice
     with pytest.raises(dvc.CommandFailed, match="dvc dag failed"):
         dvc.stage_order(repo, ["nope"])
 
@@ -263,8 +265,10 @@ def test_infra_launches_training_on_many_nodes_and_dask_on_kubernetes(root):
 # ---------------------------------------------------------------- the whole flow
 
 
-# Stages the test runs: None runs all of dvc.yaml, the whole embedded default with SMALL settings.
-TARGETS: list[str] | None = None
+# Stages the test runs: what `make run` runs (the Makefile's RUN_TARGETS), the class-conditional, super-resolution and
+# inpainting branches with their evaluations, with SMALL settings; every branch runs under `dvc repro` in
+# tests/test_pipeline_cli.py, and under this flow (every stage skipped, unchanged) in its README commands.
+TARGETS = re.search(r"^RUN_TARGETS := (.+)$", (Path(__file__).parent.parent / "Makefile").read_text(), re.M)[1].split()
 # What the release holds: the shipped default.
 RELEASE_PATHS = ["models", "metrics", "reports"]
 # Small settings for a fast run, set over the shipped params.yaml (the recipes' keys included).
