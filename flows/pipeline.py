@@ -23,6 +23,7 @@ from filelock import FileLock, Timeout
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
@@ -103,7 +104,10 @@ def stage_runner(config: Config) -> TaskRunner:
 
     if config.cluster.address:
         return DaskTaskRunner(address=scheduler_address(config.cluster.address))
-    return DaskTaskRunner(cluster_kwargs={"dashboard_address": None})  # a LocalCluster for this run
+    # A LocalCluster for this run. Its workers report to this run's Prefect API: without the URL, each would start a
+    # temporary server of its own, left running after the cluster closes.
+    api = {"PREFECT_API_URL": str(get_client(sync_client=True).api_url)}
+    return DaskTaskRunner(cluster_kwargs={"dashboard_address": None, "env": api})
 
 
 @flow(name="ldm-stages")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -153,6 +154,22 @@ def test_stages_retry_transient_failures_only(prefect_harness, tmp_path, capsys)
 
 
 @pytest.mark.slow
+def _prefect_servers_started_since(start: float) -> list[int]:
+    """Prefect servers (uvicorn) of this test process's PREFECT_HOME started after `start` and still running."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["cmdline", "create_time"]):
+        try:
+            if ("prefect.server.api.server:create_app" in " ".join(process.info["cmdline"] or [])
+                    and process.info["create_time"] >= start
+                    and process.environ().get("PREFECT_HOME") == os.environ.get("PREFECT_HOME")):
+                found.append(process.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
 def test_stage_tasks_run_on_a_dask_cluster_under_prefect(prefect_harness, root, tmp_path, monkeypatch):
     """orchestrate.task_runner dask: the stage task on a temporary LocalCluster, the stage's shard tasks on it too."""
     from flows.pipeline import pipeline
@@ -168,7 +185,9 @@ def test_stage_tasks_run_on_a_dask_cluster_under_prefect(prefect_harness, root, 
     repo = _toy_repo(tmp_path / "repo", {"degrade": {"cmd": cmd, "deps": ["images"], "outs": ["pairs"]}},
                      {**raw, "orchestrate": {"task_runner": "dask", "retries": 0}})
     shutil.copytree(tmp_path / "images", repo / "images")
+    start = time.time()
     assert pipeline(workdir=str(repo), push=False, release=False)["stages"] == {"degrade": "ran"}
+    assert _prefect_servers_started_since(start) == []  # the workers used the run's API and left no server behind
     tasks = json.loads((repo / "degrade.json").read_text())["tasks"]
     assert tasks["where"].startswith("dask tcp://") and tasks["total"] == 3
     assert {p.name: p.read_bytes() for p in (repo / "pairs").glob("*.tar")} == {p.name: p.read_bytes() for p in (tmp_path / "pairs").glob("*.tar")}

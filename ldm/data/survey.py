@@ -7,6 +7,8 @@ samples counted against `shards.json`) and decodes every field of every sample (
 `.npy` arrays, which must be finite, class ids); a shard that fails any check is set aside whole,
 and the stage's report lists it with the reason (`Survey.to_dict`). A shard is the unit a stage
 reads, writes and hashes, so a bad sample costs the shard's other samples too; the report counts them.
+A stage's own check of a shard (`verify`: a latent shard's sha256 against `stats.json`) runs under
+both policies: it stops the stage under `fail` and sets the shard aside under `skip`.
 """
 
 from __future__ import annotations
