@@ -26,11 +26,12 @@ run: setup init
 	dvc repro $(RUN_TARGETS)
 
 # The suite in TEST_WORKERS processes (pytest-xdist), a whole test file to each at a time, so that a module's
-# fixtures (the reproduced pipeline) are built once; TEST_WORKERS=0 runs it in one process.
+# fixtures (the reproduced pipeline) are built once; files go out in collection order (tests/conftest.py puts the
+# longest first), not xdist's default of most tests first; TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
 
 test: setup init
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 setup: $(STAMP)
 
