@@ -1,6 +1,6 @@
-# Two commands: `make run` (the pipeline on the embedded default: the class-conditional, super-resolution and
-# inpainting branches with their evaluations; `dvc repro` runs every branch) and `make test`.
-# Both set up what is missing first and reinstall nothing on a second call.
+# Three commands: `make run` (the pipeline on the embedded default: the class-conditional, super-resolution and
+# inpainting branches with their evaluations; `dvc repro` runs every branch), `make test` and `make bench` (every
+# benchmark against its peer: BENCHMARKS.md). Each sets up what is missing first and reinstalls nothing on a second call.
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -20,7 +20,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 RUN_TARGETS := evaluate evaluate_inpaint
 
-.PHONY: run test setup init check clean-outputs
+.PHONY: run test bench setup init check clean-outputs
 
 run: setup init
 	dvc repro $(RUN_TARGETS)
@@ -32,6 +32,22 @@ TEST_WORKERS ?= 2
 
 test: setup init
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
+# The benchmarks against their peers (bench/suite.py): the LDM branch first (the quality rows sample its model, the
+# pipeline rows time a no-op repro of it), then the suite, then BENCHMARKS.md and bench/charts.png.
+BENCH_STAMP := $(VENV)/.bench-installed
+PEERS := bench/.peers
+
+bench: setup init $(BENCH_STAMP)
+	dvc repro train_ldm
+	$(PY) -m bench.suite
+	$(PY) -m bench.report
+
+$(BENCH_STAMP): $(STAMP) requirements/bench.txt requirements/bench-peers.txt
+	$(PY) -m pip install -q -r requirements/bench.txt
+	$(PY) -m pip install -q --no-deps --upgrade --target $(PEERS) -r requirements/bench-peers.txt
+	$(PY) -m pip check
+	touch $(BENCH_STAMP)
 
 setup: $(STAMP)
 

@@ -1,6 +1,5 @@
 """Benchmark sampling: our UNet + DDIM against diffusers' UNet2DModel + DDIMScheduler of the same configuration.
 
-    .venv/bin/pip install -r requirements/bench.txt     # diffusers, once
     .venv/bin/python bench/bench_sampling.py [--n 32] [--batch-size 16] [--steps 50] [--threads 2]
 
 Both denoisers are the `tiny-uncond` configuration (16 x 16 x 3 latents, widths

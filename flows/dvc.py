@@ -157,17 +157,39 @@ def _dag(workdir: Path, target: str | None = None) -> tuple[list[str], list[tupl
 
 
 def stage_order(workdir: Path, targets: list[str] | None = None) -> list[str]:
-    """The stages of dvc.yaml (or those `targets` need) in an order that runs every stage after its inputs.
+    """The stages of dvc.yaml (or those `targets` need) in an order that runs every stage after its inputs."""
+    return plan(workdir, targets, status=False).order
 
-    Nodes and edges come from `dvc dag --dot`, which takes one target at a time: with targets, the stages any of
-    them needs, in the whole DAG's order; ties keep the order DVC lists them in.
-    """
+
+@dataclass(frozen=True)
+class Plan:
+    """The stages to run in DAG order, and those `dvc repro -s` must look at: the ones `dvc status` finds changed
+    and every stage downstream of one (its inputs change only once they run). The rest are up to date."""
+
+    order: list[str]
+    stale: frozenset[str]
+
+
+def plan(workdir: Path, targets: list[str] | None = None, status: bool = True) -> Plan:
+    """The Plan of a run: nodes and edges from `dvc dag --dot`, which takes one target at a time (with targets, the
+    stages any of them needs, in the whole DAG's order; ties keep DVC's order), the changed ones from one
+    `dvc status --json` (without `status`, every stage counts as changed)."""
     nodes, edges = _dag(workdir)
     if targets:
         wanted = {node for target in targets for node in _dag(workdir, target)[0]}
         nodes = [node for node in nodes if node in wanted]
         edges = [(src, dst) for src, dst in edges if src in wanted and dst in wanted]
-    return topological(nodes, edges)
+    order = topological(nodes, edges)
+    stale = set(order)
+    if status:
+        try:
+            stale &= set(json.loads(capture(dvc("status", "--json"), workdir, "dvc status") or "{}"))
+        except CommandFailed as exc:  # a busy workspace, say: `dvc repro -s` of each stage judges (and retries)
+            log.warning("%s; every stage goes through dvc repro", exc)
+        for stage in order:  # in DAG order, so a stage's sources are settled before it
+            if any(src in stale for src, dst in edges if dst == stage):
+                stale.add(stage)
+    return Plan(order, frozenset(stale))
 
 
 def topological(nodes: list[str], edges: list[tuple[str, str]]) -> list[str]:

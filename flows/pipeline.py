@@ -37,6 +37,7 @@ from ldm.storage.s3 import StoreUnavailable
 from stages.params import ADDRESS_ENV
 
 LOCK = Path(".dvc") / "tmp" / "ldm-pipeline.lock"
+UNCHANGED = "skipped (unchanged)"  # a stage's outcome when DVC found nothing to do
 
 
 class WorkspaceBusy(UserError, RuntimeError):
@@ -93,7 +94,7 @@ def repro_stage(workdir: str, stage: str, timeout_s: float) -> str:
             env[ADDRESS_ENV] = address
         outcome = dvc.run_command(dvc.dvc("repro", "--single-item", stage), Path(workdir), timeout_s, env, get_run_logger())
     dvc.check(outcome, f"dvc repro -s {stage}")
-    return "skipped (unchanged)" if "didn't change, skipping" in outcome.tail else "ran"
+    return UNCHANGED if "didn't change, skipping" in outcome.tail else "ran"
 
 
 def stage_runner(config: Config) -> TaskRunner:
@@ -111,10 +112,13 @@ def stage_runner(config: Config) -> TaskRunner:
 
 
 @flow(name="ldm-stages")
-def run_stages(workdir: str, order: list[str], timeouts: dict[str, float], retries: int, retry_delay_s: float) -> dict[str, str]:
-    """Each stage one task on this flow's task runner, one after another in DAG order."""
+def run_stages(workdir: str, order: list[str], stale: list[str], timeouts: dict[str, float], retries: int,
+               retry_delay_s: float) -> dict[str, str]:
+    """Each stale stage one task on this flow's task runner, one after another in DAG order; the others are up to
+    date (`dvc.plan`) and cost no `dvc repro`."""
     repro = repro_stage.with_options(retries=retries, retry_delay_seconds=retry_delay_s)
-    return {stage: repro.submit(workdir, stage, timeouts[stage]).result() for stage in order}
+    return {stage: repro.submit(workdir, stage, timeouts[stage]).result() if stage in stale else UNCHANGED
+            for stage in order}
 
 
 @task(name="dvc-push", retry_condition_fn=transient_only, cache_policy=NO_CACHE)
@@ -164,11 +168,12 @@ def pipeline(workdir: str = ".", params_file: str = "params.yaml", targets: list
     config = load_config(root / params_file)
     options = config.orchestrate
     with workspace_lock(root, options.lock_timeout_s):
-        order = dvc.stage_order(root, targets)
-        logger.info("stages in DAG order: %s", ", ".join(order))
-        timeouts = {stage: options.stage_timeouts.get(stage, options.stage_timeout_s) for stage in order}
-        stages = run_stages.with_options(task_runner=stage_runner(config))(str(root), order, timeouts, options.retries,
-                                                                           options.retry_delay_s)
+        steps = dvc.plan(root, targets)
+        logger.info("stages in DAG order: %s; changed or downstream of a change: %s", ", ".join(steps.order),
+                    ", ".join(stage for stage in steps.order if stage in steps.stale) or "none")
+        timeouts = {stage: options.stage_timeouts.get(stage, options.stage_timeout_s) for stage in steps.order}
+        stages = run_stages.with_options(task_runner=stage_runner(config))(
+            str(root), steps.order, sorted(steps.stale), timeouts, options.retries, options.retry_delay_s)
         remote, push_note = None, "(orchestrate.push is off)"
         if options.push if push is None else push:
             pushing = push_outputs.with_options(retries=options.retries, retry_delay_seconds=options.retry_delay_s)

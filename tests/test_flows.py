@@ -60,6 +60,14 @@ def test_stage_order_comes_from_dvc(tmp_path):
     assert dvc.stage_order(repo, ["report", "solo"]) == ["solo", "source", "mid", "report"]  # `ldm run --target` twice
     with pytest.raises(dvc.CommandFailed, match="dvc dag failed"):
         dvc.stage_order(repo, ["nope"])
+    assert dvc.plan(repo).stale == {"solo", "source", "mid", "report"}  # never run
+    _sh(sys.executable, "-m", "dvc", "repro", "-q", cwd=repo)
+    assert dvc.plan(repo).stale == set()
+    stages["source"]["cmd"] = "echo b > src.txt"
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}, sort_keys=False))
+    (repo / "report.txt").unlink()
+    assert dvc.plan(repo).stale == {"source", "mid", "report"}  # mid: downstream of source, unchanged itself
+    assert dvc.plan(repo, ["mid"]) == dvc.Plan(["source", "mid"], frozenset({"source", "mid"}))
 
 
 def test_failures_are_transient_only_when_the_output_says_network_or_lock():

@@ -204,7 +204,8 @@ def test_a_changed_download_param_reruns_with_new_bytes(repo):
 # Last in this module: `dvc exp run` leaves its results in the workspace.
 
 DOCS = ("README.md", "docs/storage.md")
-NOT_RUN = ("make run", "make test", "python -m pytest")  # the set-up and this suite themselves: what CI runs
+# The set-up and this suite themselves (what CI runs), and the benchmarks (their own 20 minutes; tests/test_bench.py)
+NOT_RUN = ("make run", "make test", "make bench", "python -m pytest")
 REFUSED = {"--prompt": "--prompt is for text models"}  # the README says a class model refuses a prompt, and how
 SERVER_WAIT_S = 90.0
 
