@@ -31,6 +31,10 @@ LIBRARIES = ("torch", "diffusers", "bsrgan", "pytorch-lightning", "dvc", "prefec
              "opencv-python-headless", "numpy", "scipy")
 
 
+class NotReady(Exception):
+    """What a benchmark needs is not there (a peer not installed, the workspace not reproduced): says what to run."""
+
+
 @dataclass(frozen=True)
 class Goal:
     """`figure op bound`: figure "ratio", "ours" (our own figure) or "difference" (ours - peer)."""

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from bench.common import ROOT, Row, interleaved, rate_row
+from bench.common import ROOT, NotReady, Row, interleaved, rate_row
 from bench.models import ldm_config
 from ldm.data.loader import image_loader, shard_urls, to_tensor
 from ldm.data.loader_config import LoaderSettings
@@ -86,7 +86,7 @@ class _Interp2dLinear:
 
 
 def import_bsrgan() -> ModuleType:
-    """bsrgan.utils.utils_blindsr with its shims; ImportError naming the fix when it is not installed."""
+    """bsrgan.utils.utils_blindsr with its shims; NotReady naming the fix when it is not installed."""
     import scipy
     import scipy.interpolate
 
@@ -98,7 +98,7 @@ def import_bsrgan() -> ModuleType:
     try:
         from bsrgan.utils import utils_blindsr
     except ImportError as exc:
-        raise ImportError(f"the bsrgan peer is missing ({exc}); `make bench` installs it under {PEERS}") from exc
+        raise NotReady(f"the bsrgan peer is missing ({exc}); `make bench` installs it under {PEERS}") from exc
     return utils_blindsr
 
 

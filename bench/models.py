@@ -36,6 +36,7 @@ UNETS = (("tiny-uncond", "tiny-uncond", None, 32), ("tiny-cond", "tiny-cond", No
 AUTOENCODERS = (("kl-f4-tiny", "kl-f4-tiny", None, 64, 16), ("vq-f4-tiny", "vq-f4-tiny", None, 64, 16),
                 ("kl-f4 at width 32", "kl-f4", 32, 128, 4), ("vq-f4 at width 32", "vq-f4", 32, 128, 4))
 UNET_GOAL, AUTOENCODER_GOAL, FLOP_GOAL = 1.1, 1.0, 0.3
+COMPILED = UNETS[1:2]  # compiling a UNet pair takes minutes on 2 cores: the pipeline's default model only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,12 +148,12 @@ def _randomize_zeros(module: nn.Module) -> None:
                 param.copy_(torch.randn(param.shape, generator=g) * 0.02)
 
 
-def unet_rows(place: Place, repeats: int, compile_: bool = False) -> list[Row]:
+def unet_rows(place: Place, repeats: int, compile_: bool = False, configs: tuple = UNETS) -> list[Row]:
     """Per UNet size: the training step and inference, samples/s, ours against diffusers'; and the training
     step's achieved FLOP/s over the machine's matmul peak."""
     rows: list[Row] = []
     peak = matmul_peak(place)
-    for label, preset, width, batch in UNETS:
+    for label, preset, width, batch in configs:
         cfg = ldm_config(preset, width)
         ours, theirs = (m.to(place.device) for m in unet_pair(cfg))
         peer = f"diffusers {type(theirs).__name__}"

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from bench.common import Row, interleaved
+from bench.common import Goal, NotReady, Row, interleaved
 from bench.models import Place, ldm_config, relative_difference, unet_inputs, unet_pair
 from ldm.diffusion.config import SamplerSettings
 from ldm.diffusion.samplers import sample, sampling_timesteps
@@ -27,6 +27,7 @@ PEERS = {"ddim": "DDIMScheduler", "plms": "PNDMScheduler", "dpmpp_2m": "DPMSolve
 QUALITY_STEPS = (5, 10, 20, 50)
 REFERENCE = SamplerSettings(sampler="ddim", steps=200)
 STAND_IN = "random-conv"
+SAMPLING_GOAL = 1.1
 
 
 def scheduler(name: str, diffusion: Any, steps: int) -> Any:
@@ -81,7 +82,7 @@ def speed_rows(place: Place, repeats: int, steps: int = 10, batch: int = 8) -> l
         diff = relative_difference(ours(), theirs())  # also the warm-up
         timing = interleaved(ours, theirs, repeats=repeats, warmup=0, sync=place.sync)
         rows.append(Row("Sampling", f"{label}, {steps} steps", "samples/s", batch / timing.ours_s, batch / timing.peer_s,
-                        f"diffusers {PEERS[name]}", timing.peer_s / timing.ours_s, "speed-up", None,
+                        f"diffusers {PEERS[name]}", timing.peer_s / timing.ours_s, "speed-up", Goal("ratio", ">=", SAMPLING_GOAL),
                         f"same tiny-cond UNet, batch {batch}; samples differ by {diff:.1e} (relative)",
                         extra={"sampler": name, "steps": steps}))
     return rows
@@ -94,6 +95,9 @@ def quality_rows(models: Path, samples: int, batch_size: int) -> list[Row]:
     from ldm.latent_diffusion.generate import sample_images
     from ldm.metrics.fidelity import fidelity_metrics
 
+    for part in ("autoencoder", "ldm"):
+        if not (models / part / "model.safetensors").is_file():
+            raise NotReady(f"{models / part}: no trained model; run `dvc repro train_ldm` (make bench does) first")
     autoencoder, _ = load_autoencoder(models / "autoencoder")
     loaded = load_ldm(models / "ldm")
     n_classes = loaded.model.config.conditioning.n_classes

@@ -11,7 +11,7 @@ Groups, in the order they run (each prints its rows as they come):
   degradation   BSR degradation against the bsrgan package, 256 px
   loading       shards against a folder of PNGs; the latent cache against encoding on the fly
   pipeline      no-op `dvc repro`, the Prefect flow's overhead, `ldm --help`, cache_latents' peak RSS at 1x and 4x
-  compile       (--compile) the UNet rows with both models under torch.compile
+  compile       (--compile) the tiny-cond UNet rows with both models under torch.compile (minutes on a CPU)
   gpu           (a CUDA device) unet, autoencoder and sampling in bf16 with SDPA and torch.compile, and the paper's
                 Tab. 18 throughput beside its figures
 
@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from bench.common import RESULTS, Row, machine
+from bench.common import RESULTS, NotReady, Row, machine
 
 GROUPS = ("unet", "autoencoder", "sampling", "quality", "degradation", "loading", "pipeline", "compile", "gpu")
 
@@ -57,7 +57,7 @@ def _groups(args: argparse.Namespace) -> dict[str, Callable[[], list[Row]]]:
         "degradation": lambda: data.degradation_rows(args.degradation_crops),
         "loading": lambda: data.loading_rows(args.repeats) + data.latent_cache_rows(args.repeats),
         "pipeline": lambda: pipeline.orchestration_rows(args.pipeline_repeats) + pipeline.rss_rows(),
-        "compile": lambda: models.unet_rows(cpu, args.repeats, compile_=True),
+        "compile": lambda: models.unet_rows(cpu, args.repeats, compile_=True, configs=models.COMPILED),
     }
     if torch.cuda.is_available():
         gpu = models.Place(torch.device("cuda"), bf16=True)
@@ -106,7 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in [g for g in GROUPS if g in args.only and g not in skipped]:
         print(f"== {name}", flush=True)
         start = time.perf_counter()
-        made = groups[name]()
+        try:
+            made = groups[name]()
+        except NotReady as exc:
+            print(f"error: {name}: {exc}", file=sys.stderr)
+            return 2
         seconds[name] = round(time.perf_counter() - start, 1)
         for row in made:
             _print(row)

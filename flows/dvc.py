@@ -143,11 +143,11 @@ def capture(args: list[str], cwd: Path, what: str, env: dict[str, str] | None = 
     return result.stdout
 
 
-def _dag(workdir: Path, target: str | None = None) -> tuple[list[str], list[tuple[str, str]]]:
-    """Nodes and edges of `dvc dag --dot` (of the whole DAG, or of one target and what it needs)."""
+def _dag(workdir: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """Nodes and edges of `dvc dag --dot`."""
     nodes: list[str] = []
     edges: list[tuple[str, str]] = []
-    for line in capture(dvc("dag", "--dot", *([target] if target else [])), workdir, "dvc dag").splitlines():
+    for line in capture(dvc("dag", "--dot"), workdir, "dvc dag").splitlines():
         line = line.strip()
         if match := _EDGE.match(line):
             edges.append((match["src"], match["dst"]))
@@ -171,12 +171,17 @@ class Plan:
 
 
 def plan(workdir: Path, targets: list[str] | None = None, status: bool = True) -> Plan:
-    """The Plan of a run: nodes and edges from `dvc dag --dot`, which takes one target at a time (with targets, the
-    stages any of them needs, in the whole DAG's order; ties keep DVC's order), the changed ones from one
-    `dvc status --json` (without `status`, every stage counts as changed)."""
+    """The Plan of a run: nodes and edges from `dvc dag --dot` (with targets, the stages any of them needs, in the
+    whole DAG's order; ties keep DVC's order), the changed ones from one `dvc status --json` (without `status`,
+    every stage counts as changed)."""
     nodes, edges = _dag(workdir)
     if targets:
-        wanted = {node for target in targets for node in _dag(workdir, target)[0]}
+        unknown = [target for target in targets if target not in nodes]
+        if unknown:
+            raise InvalidInput(f"no stage {', '.join(map(repr, unknown))} in dvc.yaml; its stages: {', '.join(sorted(nodes))}")
+        wanted = set(targets)
+        for _ in nodes:  # grow to a fixed point: what the wanted stages need
+            wanted |= {src for src, dst in edges if dst in wanted}
         nodes = [node for node in nodes if node in wanted]
         edges = [(src, dst) for src, dst in edges if src in wanted and dst in wanted]
     order = topological(nodes, edges)

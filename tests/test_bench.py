@@ -104,3 +104,15 @@ def test_the_report_renders_every_row_its_goal_and_what_did_not_run(tmp_path):
 def test_the_suite_answers_help_at_once():
     result = subprocess.run([sys.executable, "-m", "bench.suite", "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "--only" in result.stdout and "quality" in result.stdout
+
+
+def test_a_missing_model_or_peer_says_what_to_run(tmp_path, monkeypatch):
+    from bench import data
+    from bench.common import NotReady
+
+    with pytest.raises(NotReady, match="no trained model; run `dvc repro train_ldm`"):
+        sampling.quality_rows(tmp_path, samples=4, batch_size=4)
+    monkeypatch.setattr(data, "PEERS", tmp_path)
+    monkeypatch.setitem(sys.modules, "bsrgan", None)  # not importable, wherever it is installed
+    with pytest.raises(NotReady, match="the bsrgan peer is missing.*`make bench` installs it"):
+        data.import_bsrgan()
