@@ -169,7 +169,7 @@ def loading_rows(repeats: int, workers: int = 2, n: int = 192, size: int = 256, 
         write_split(samples, folder / "shards", "train", 64)
         paths = []
         for sample in samples:
-            paths.append(folder / "png" / f"{sample.key}.png")
+            paths.append(folder / "folder" / f"{sample.key}.png")
             paths[-1].parent.mkdir(exist_ok=True)
             Image.fromarray(sample.image).save(paths[-1])
         ours = iter(image_loader(shard_urls(folder / "shards", "train"), batch_size=batch, settings=settings,

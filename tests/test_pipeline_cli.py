@@ -323,15 +323,17 @@ def test_the_scaling_guide_runs_as_written_and_matches_one_process(repo, root, t
         assert runs["dask-2"]["outs"][out]["hash"] == runs["workspace"]["outs"][out]["hash"]
 
 
-def test_every_documented_command_runs_as_written_from_a_clean_shell(repo, root, tmp_path):
-    """README.md and docs/storage.md, command by command, in the reproduced workspace (what `make run` leaves)."""
+@pytest.fixture(scope="module")
+def documented(repo, root, tmp_path_factory) -> tuple[int, list[str]]:
+    """README.md and docs/storage.md, command by command, in the reproduced workspace (what `make run` leaves): how
+    many ran, and the failures. A fixture of the module's last tests, so it runs once, after every other test."""
     _enter(repo, root)
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(repo / "photo.jpg")
     hole = np.zeros((40, 56), dtype=np.uint8)
     hole[8:24, 16:40] = 255
     Image.fromarray(hole).save(repo / "hole.png")
     save_layouts(repo / "boxes.json", [Layout("street", None, None, (Box(1, 0.0, 0.5, 1.0, 1.0), Box(3, 0.3, 0.1, 0.7, 0.6)))])
-    shell = CleanShell(repo, tmp_path / "home")
+    shell = CleanShell(repo, tmp_path_factory.mktemp("home"))
     failures, ran = [], 0
     try:
         for doc in DOCS:
@@ -339,30 +341,56 @@ def test_every_documented_command_runs_as_written_from_a_clean_shell(repo, root,
             if doc == "docs/storage.md":  # its local S3 walkthrough sets up what the commands above it assume
                 walkthrough = commands.index(next(c for c in commands if "moto_server" in c))
                 commands = commands[walkthrough:] + commands[:walkthrough]
-                params = yaml.safe_load((repo / "params.yaml").read_text())
-                for dotted, value in params_edits(root, doc).items():
-                    *parents, key = dotted.split(".")
-                    section = params
-                    for part in parents:
-                        section = section.setdefault(part, {})
-                    section[key] = value
-                (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+                _apply_edits(repo, params_edits(root, doc))
             for command in commands:
                 ran += 1
-                if command.startswith("ldm serve"):
-                    if "polling for scheduled runs" not in shell.serve(command, until="polling for scheduled runs"):
-                        failures.append(f"{doc}: {command}: never said it serves")
-                    continue
-                result = shell.run(command)
-                refusal = next((message for flag, message in REFUSED.items() if flag in command), None)
-                ok = result.returncode == 2 and refusal in result.stderr if refusal else result.returncode == 0
-                if not ok or "Traceback" in result.stderr:
-                    failures.append(f"{doc}: {command}: exit {result.returncode}\n{result.stdout[-1500:]}\n{result.stderr[-1500:]}")
+                failure = _run_documented(shell, doc, command)
+                if failure:
+                    failures.append(failure)
     finally:
         shell.stop()
         for pulled in ("/srv/ldm", "/srv/models/ldm", "/tmp/ldm-v1", "/tmp/ldm-latest"):
             shutil.rmtree(pulled, ignore_errors=True)
+    return ran, failures
+
+
+def _apply_edits(repo: Path, edits: dict[str, str]) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for dotted, value in edits.items():
+        set_param(params, dotted, value)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _run_documented(shell: CleanShell, doc: str, command: str) -> str | None:
+    """Run one documented command as a reader would; what went wrong, or None."""
+    if command.startswith("ldm serve"):
+        served = shell.serve(command, until="polling for scheduled runs")
+        return None if "polling for scheduled runs" in served else f"{doc}: {command}: never said it serves"
+    result = shell.run(command)
+    refusal = next((message for flag, message in REFUSED.items() if flag in command), None)
+    ok = result.returncode == 2 and refusal in result.stderr if refusal else result.returncode == 0
+    if ok and "Traceback" not in result.stderr:
+        return None
+    return f"{doc}: {command}: exit {result.returncode}\n{result.stdout[-1500:]}\n{result.stderr[-1500:]}"
+
+
+# The last three tests of the module share the `documented` run (and so run after every other test): xdist hands a
+# worker its next test file when two tests of its current one are left, and these are seconds each, not minutes.
+
+
+def test_every_documented_command_runs_as_written_from_a_clean_shell(documented):
+    ran, failures = documented
     assert ran >= 25 and failures == [], "\n\n".join(failures)
+
+
+def test_the_documented_commands_leave_the_pictures_they_name(repo, documented):
     assert (repo / "samples" / "grid.png").is_file() and Image.open(repo / "photo_x4.png").size == (56 * 4, 40 * 4)
     assert Image.open(repo / "out" / "photo-1.png").size == (56, 40)
     assert (repo / "samples" / "layout" / "grid.png").is_file()
+
+
+def test_the_documented_vq_experiment_sits_beside_the_workspace(repo, documented):
+    runs = _experiments(json.loads(_sh("dvc", "exp", "show", "--json", "--all-commits", cwd=repo).stdout))
+    vq = runs["vq"]["params"]["params.yaml"]["data"]["autoencoder"]["preset"]
+    assert vq == "vq-f4-tiny" != runs["workspace"]["params"]["params.yaml"]["data"]["autoencoder"]["preset"]
+    assert "metrics/ldm.json" in runs["vq"]["metrics"]
