@@ -69,6 +69,7 @@ class Row:
     note: str = ""
     device: str = "cpu"
     extra: dict[str, Any] = field(default_factory=dict)
+    suite_group: str = ""  # the bench.suite group that made it (its --only name)
 
     @property
     def met(self) -> bool | None:

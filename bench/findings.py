@@ -7,7 +7,7 @@ FINDINGS: dict[str, str] = {
     "UNet": (
         "Both sides run the same kernels on the same shapes: oneDNN convolutions, GroupNorm, and attention through"
         " torch's scaled_dot_product_attention (ours calls it directly, diffusers through AttnProcessor2_0), so the"
-        " eager step is a tie within the noise of shared cores (about 0.9-1.05x). Channels-last tensors measured"
+        " eager step is a tie within the noise of shared cores (0.89-1.18x over runs). Channels-last tensors measured"
         " -4% to +7% on these sizes, not worth their copies. torch.compile (`--compile`) lifts both sides alike:"
         " tiny-cond inference +14% on each, the training step unchanged, the ratio still 0.95-1.0x. What would"
         " close it: kernels neither side has (a fused GroupNorm-SiLU, a fused GEGLU), or a GPU, where bf16 and"
@@ -19,8 +19,14 @@ FINDINGS: dict[str, str] = {
         " not on the training path."),
     "Sampling": (
         "The samplers drive the same UNet, which is nearly all of a step; a sampler's own arithmetic is a few"
-        " tensor operations per step on both sides, so the ratio stays at parity (0.95-1.0x). 1.1x end to end"
+        " tensor operations per step on both sides, so the ratio stays near parity (0.95-1.10x over runs). 1.1x end to end"
         " needs a faster UNet (see UNet), not a faster sampler."),
+    "Data": (
+        "The latent cache row sits at the goal's edge (1.47-1.51x over runs): its encoder, kl-f4 at a quarter"
+        " width (3.5M parameters) on 64 px crops, costs about half of a tiny-cond training step, so skipping it"
+        " cannot give much more than 2x. The gain grows with the encoder: the paper's first stages (55-84M"
+        " parameters at 256 px) dominate the step they feed; a wider encoder row (kl-f4 at half width, 256 px)"
+        " would show it, at minutes more of `make bench`."),
     "Pipeline": (
         "A fresh `ldm run` imports Prefect and the flow (about 4 s) and starts Prefect's temporary API server"
         " (about 6 s) before it runs anything; `dvc dag` and one `dvc status` (the flow skips up-to-date stages"

@@ -100,15 +100,18 @@ def orchestration_rows(repeats: int) -> list[Row]:
     ]
 
 
+# A launcher of its own: a child forked from this (large) process would start with this process's peak RSS on
+# record (Linux keeps the high-water mark across exec); the launcher's children start from its few MiB.
+LAUNCHER = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]);"
+            " print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)")
+
+
 def _peak_rss_mib(args: list[str], cwd: Path) -> float:
     """Run `args`; the peak resident set of its largest process (itself or a waited-for child), MiB."""
-    process = subprocess.Popen(args, cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output = process.stdout.read() if process.stdout else ""
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed ({process.returncode}):\n{output[-2000:]}")
-    return usage.ru_maxrss / 1024  # Linux: KiB
+    result = subprocess.run([sys.executable, "-c", LAUNCHER, *args], cwd=cwd, env=_env(), capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    return int(result.stdout.strip().splitlines()[-1]) / 1024  # Linux: KiB
 
 
 def rss_rows(base_train: int = 300, base_val: int = 60) -> list[Row]:

@@ -61,7 +61,9 @@ def _machine(results: dict[str, Any]) -> list[str]:
     return [f"- Machine: {m['cpu']}, {m['cores']} cores, {m['threads']} torch threads; CUDA: {m['cuda'] or 'none'}",
             f"- Python {m['python']} on {m['platform']}", f"- {versions}",
             f"- Run {m['date']} at revision {m['git_revision']}; group seconds: "
-            + ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items())]
+            + ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items())] + [
+            f"- Re-run later ({item['machine']['date']}, revision {item['machine']['git_revision']}, same machine"
+            f" kind: {item['machine']['cpu']}): {', '.join(item['groups'])}" for item in results.get("merged", [])]
 
 
 def render(results: dict[str, Any], charts: str) -> str:
@@ -80,10 +82,13 @@ def render(results: dict[str, Any], charts: str) -> str:
     for group, members in by_group.items():
         out += [f"## {group}", "", *table(members), ""]
     if missed:
-        out += ["## Goals missed", ""]
+        out += ["## Goals missed: why, and what would close them", ""]
+        by_finding: dict[str, list[Row]] = defaultdict(list)
         for row in missed:
-            out.append(f"- **{row.group}: {row.name}** ({_ratio(row)}; {row.goal}). {FINDINGS.get(row.group, '')}")
-        out.append("")
+            by_finding[row.group].append(row)
+        for group, members in by_finding.items():
+            rows_missed = "; ".join(f"{row.name} {_ratio(row)}" for row in members)
+            out += [f"- **{group}** ({rows_missed}). {FINDINGS.get(group, 'Not analysed yet.')}", ""]
     if results["not_run"]:
         out += ["## Not run", ""] + [f"- {item['group']}: {item['reason']}" for item in results["not_run"]] + [""]
     return "\n".join(out)
@@ -102,7 +107,7 @@ def charts(results: dict[str, Any], path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(15, max(5, 0.32 * len(bars) + 1.5)),
                                       gridspec_kw={"width_ratios": [1.5, 1]})
     labels = [f"{row.group}: {row.name}" + (f" ({row.device})" if row.device != "cpu" else "") for row in bars]
-    colours = ["tab:green" if row.met in (True, None) else "tab:red" for row in bars]
+    colours = [{True: "tab:green", False: "tab:red", None: "tab:grey"}[row.met] for row in bars]
     left.barh(range(len(bars)), [row.ratio for row in bars], color=colours)
     for i, row in enumerate(bars):
         if row.goal is not None and row.goal.figure == "ratio":
@@ -111,7 +116,7 @@ def charts(results: dict[str, Any], path: Path) -> None:
     left.set_yticks(range(len(bars)), labels, fontsize=8)
     left.invert_yaxis()
     left.set_xscale("log")
-    left.set_xlabel("speed-up over the peer (log; dashed: parity, black ticks: goals, red: goal missed)")
+    left.set_xlabel("speed-up over the peer (log; dashed: parity; black ticks: goals; green met, red missed, grey no goal)")
     left.set_title("Ours against the peer, same run")
     by_sampler: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for row in quality:
@@ -120,9 +125,12 @@ def charts(results: dict[str, Any], path: Path) -> None:
         steps, fid = zip(*sorted(points))
         right.plot(steps, fid, marker="o", label=sampler)
     right.set_xscale("log")
+    right.minorticks_off()
+    if quality:
+        right.set_xticks(sorted({row.extra["steps"] for row in quality}), [str(n) for n in sorted({row.extra["steps"] for row in quality})])
     right.set_xlabel("sampler steps (log)")
     right.set_ylabel(quality[0].unit if quality else "FID")
-    right.set_title("Sample quality against steps (reference: DDIM, 200 steps)")
+    right.set_title("Sample quality against steps (vs DDIM-200)")
     if quality:
         right.legend()
     else:

@@ -82,6 +82,15 @@ def _not_run(args: argparse.Namespace) -> dict[str, str]:
     return reasons
 
 
+def merged(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """`old` with the groups of `new` replaced; each later run keeps its machine and settings under "merged"."""
+    ran = set(new["seconds"])
+    keep = [row for row in old["rows"] if row.get("suite_group") not in ran]
+    return {**old, "rows": keep + new["rows"], "seconds": {**old["seconds"], **new["seconds"]},
+            "merged": [*old.get("merged", []), {"groups": sorted(ran), "machine": new["machine"],
+                                                "settings": new["settings"]}]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.suite", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -94,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch threads")
     parser.add_argument("--compile", action="store_true", help="also the UNet rows under torch.compile")
     parser.add_argument("--out", default=str(RESULTS), help="the results JSON (default: %(default)s)")
+    parser.add_argument("--merge", action="store_true",
+                        help="replace only the groups run in an existing --out, keep its other rows (and its machine)")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.pipeline_repeats < 1:
         parser.error("--repeats and --pipeline-repeats must be at least 1")
@@ -114,12 +125,14 @@ def main(argv: list[str] | None = None) -> int:
         seconds[name] = round(time.perf_counter() - start, 1)
         for row in made:
             _print(row)
-        rows += made
+        rows += [dataclasses.replace(row, suite_group=name) for row in made]
     for name, reason in skipped.items():
         print(f"== {name}: not run: {reason}", flush=True)
     results: dict[str, Any] = {"machine": machine(args.threads), "settings": {k: v for k, v in vars(args).items()},
                                "seconds": seconds, "rows": [row.to_dict() for row in rows],
                                "not_run": [{"group": k, "reason": v} for k, v in skipped.items()]}
+    if args.merge and os.path.exists(args.out):
+        results = merged(json.loads(open(args.out).read()), results)
     tmp = f"{args.out}.tmp"
     with open(tmp, "w") as handle:
         json.dump(results, handle, indent=1)
