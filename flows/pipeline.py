@@ -1,7 +1,9 @@
 """The `ldm-pipeline` flow: every dvc.yaml stage in DAG order, `dvc push`, a release, a report.
 
-One task per stage runs `dvc repro -s <stage>` in a subprocess with its own
-timeout; only failures that look transient (network, a busy DVC lock) are
+One `dvc status` finds the stages that changed (`dvc.plan`); each of those,
+and each stage downstream of one, is a task that runs `dvc repro -s <stage>`
+in a subprocess with its own timeout (the rest are reported unchanged without
+one); only failures that look transient (network, a busy DVC lock) are
 retried. A file lock in .dvc/tmp keeps two runs out of one workspace.
 
 The stage tasks run in the subflow `ldm-stages` on the task runner that
