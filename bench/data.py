@@ -33,7 +33,7 @@ from ldm.data.loader_config import LoaderSettings
 from ldm.data.schema import ImageSample, LatentSample
 from ldm.data.shards import write_split
 
-PEERS = ROOT / "bench" / ".peers"  # where `make bench` installs bsrgan (requirements/bench-peers.txt)
+PEERS = ROOT / "bench" / ".peers"  # where `make bench` installs bsrgan (requirements/bench.txt)
 SCALE = 4
 DEGRADATION_GOAL, CACHE_GOAL = 4.0, 1.5
 PREFETCH_PAUSE_S = 2.0  # enough for 2 workers to fill their queues between turns
