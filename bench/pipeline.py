@@ -31,10 +31,12 @@ BIN = Path(sys.executable).parent
 SERVER_START_S = 120.0
 
 
-def _run(args: list[str], cwd: Path = ROOT, **env: str) -> None:
-    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env={**_env(), **env})
+def _run(args: list[str], cwd: Path = ROOT, launcher: tuple[str, ...] = (), **env: str) -> str:
+    """Run `args` (through `launcher`, if given) and return its stdout; a failure raises with both streams' tails."""
+    result = subprocess.run([*launcher, *args], cwd=cwd, capture_output=True, text=True, env={**_env(), **env})
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    return result.stdout
 
 
 def _env() -> dict[str, str]:
@@ -108,10 +110,8 @@ LAUNCHER = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[1
 
 def _peak_rss_mib(args: list[str], cwd: Path) -> float:
     """Run `args`; the peak resident set of its largest process (itself or a waited-for child), MiB."""
-    result = subprocess.run([sys.executable, "-c", LAUNCHER, *args], cwd=cwd, env=_env(), capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
-    return int(result.stdout.strip().splitlines()[-1]) / 1024  # Linux: KiB
+    stdout = _run(args, cwd, launcher=(sys.executable, "-c", LAUNCHER))
+    return int(stdout.strip().splitlines()[-1]) / 1024  # Linux: KiB
 
 
 def rss_rows(base_train: int = 300, base_val: int = 60) -> list[Row]:
