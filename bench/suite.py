@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         rows += [dataclasses.replace(row, suite_group=name) for row in made]
     for name, reason in skipped.items():
         print(f"== {name}: not run: {reason}", flush=True)
-    results: dict[str, Any] = {"machine": machine(args.threads), "settings": {k: v for k, v in vars(args).items()},
+    results: dict[str, Any] = {"machine": machine(args.threads), "settings": {k: v for k, v in vars(args).items() if k != "out"},
                                "seconds": seconds, "rows": [row.to_dict() for row in rows],
                                "not_run": [{"group": k, "reason": v} for k, v in skipped.items()]}
     if args.merge and os.path.exists(args.out):
