@@ -20,6 +20,7 @@ import logging
 import math
 import pickle
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +133,9 @@ def fit(trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.Lightnin
     weights-only, so a crafted pickle placed there runs nothing and is refused with the file named. A run
     stopped by NaN losses (`BadSteps`) says which checkpoint it keeps."""
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
+        with warnings.catch_warnings():  # the folder holds this run's own run.json and logs: resume_path cleared others
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None, weights_only=True)
     except NonFiniteLossError as exc:
         last = Path(trainer.checkpoint_callback.dirpath or ".") / "last.ckpt"  # type: ignore[union-attr]
         kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"

@@ -129,8 +129,8 @@ def run(params: Params, paths: Paths) -> dict:
     sources = sorted(paths.images.glob("*.tar"))
     if not sources:
         raise InputNotFound(f"{paths.images}: no image shards; run the download stage first (dvc repro download)")
-    corrupt = survey([str(src) for src in sources], params.data.on_corrupt)
-    sources = [Path(url) for url in corrupt.keep([str(src) for src in sources])]
+    corrupt = survey(sources, params.data.on_corrupt)
+    sources = corrupt.keep(sources)
     job_cfg = {"seed": cfg.seed, "scale": cfg.scale, "variant": cfg.variant, "repeats": cfg.degradations_per_image}
     merged: dict = {"ops": Counter(), "blur_ksize": Counter(), "jpeg_quality": Counter(), "noise": [], "psnr": []}
     remote.configure(to_config(params.storage.s3, S3Settings))

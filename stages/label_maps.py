@@ -56,8 +56,8 @@ def run(params: Params, paths: Paths) -> dict:
     sources = sorted(paths.images.glob("*.tar"))
     if not sources:
         raise InputNotFound(f"{paths.images}: no image shards; run the download stage first (dvc repro download)")
-    corrupt = survey([str(src) for src in sources], params.data.on_corrupt)
-    sources = [Path(url) for url in corrupt.keep([str(src) for src in sources])]
+    corrupt = survey(sources, params.data.on_corrupt)
+    sources = corrupt.keep(sources)
     remote.configure(to_config(params.storage.s3, S3Settings))
     tasks = TaskLog()
     with AtomicFolder(paths.out, marker=MANIFEST) as staging:

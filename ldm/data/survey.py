@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import get_args
+from pathlib import Path
+from typing import TypeVar, get_args
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -31,6 +33,8 @@ from ldm.data.tar_read import expected_samples
 from ldm.errors import InvalidInput
 
 log = logging.getLogger(__name__)
+
+Shard = TypeVar("Shard", str, Path)  # a shard's URL, or a local shard's path
 
 
 class CorruptSample(InvalidInput):
@@ -62,12 +66,13 @@ class Survey(Config):
     def samples_set_aside(self) -> int:
         return sum(entry.samples or 0 for entry in self.set_aside)
 
-    def keep(self, urls: list[str]) -> list[str]:
+    def keep(self, urls: Sequence[Shard]) -> list[Shard]:
         """`urls` less the shards set aside; InvalidInput when that leaves none of them."""
         left = {entry.shard for entry in self.set_aside}
-        kept = [url for url in urls if url not in left]
+        kept = [url for url in urls if str(url) not in left]
         if urls and not kept:
-            raise InvalidInput(f"{parent_of(urls[0])}: all {len(urls)} shards from {name_of(urls[0])} on are corrupt, none"
+            first = str(urls[0])
+            raise InvalidInput(f"{parent_of(first)}: all {len(urls)} shards from {name_of(first)} on are corrupt, none"
                                f" is left to read (first: {self.set_aside[0].reason}); re-run the stage that writes them")
         return kept
 
@@ -113,7 +118,7 @@ def _check_shard(url: str) -> None:
         check_sample(raw, url)
 
 
-def survey(urls: list[str], policy: OnCorrupt, verify: Callable[[str], None] | None = None) -> Survey:
+def survey(urls: Sequence[str | os.PathLike[str]], policy: OnCorrupt, verify: Callable[[str], None] | None = None) -> Survey:
     """The record of a stage's shards under `policy`; `Survey.keep` gives the ones it may read.
 
     `verify(url)`: a stage's own check of one shard (a latent shard's sha256 against stats.json), run
@@ -123,7 +128,7 @@ def survey(urls: list[str], policy: OnCorrupt, verify: Callable[[str], None] | N
     if policy not in get_args(OnCorrupt):
         raise ValueError(f"on_corrupt {policy!r}: one of {get_args(OnCorrupt)}")
     aside = []
-    for url in urls:
+    for url in map(str, urls):
         try:
             if verify is not None:
                 verify(url)
