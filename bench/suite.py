@@ -128,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         rows += [dataclasses.replace(row, suite_group=name) for row in made]
     for name, reason in skipped.items():
         print(f"== {name}: not run: {reason}", flush=True)
-    results: dict[str, Any] = {"machine": machine(args.threads), "settings": {k: v for k, v in vars(args).items() if k != "out"},
-                               "seconds": seconds, "rows": [row.to_dict() for row in rows],
+    settings = {k: v for k, v in vars(args).items() if k != "out"}  # where the file lies is no setting of the run
+    results: dict[str, Any] = {"machine": machine(args.threads), "settings": settings, "seconds": seconds,
+                               "rows": [row.to_dict() for row in rows],
                                "not_run": [{"group": k, "reason": v} for k, v in skipped.items()]}
     if args.merge and os.path.exists(args.out):
         results = merged(json.loads(open(args.out).read()), results)
