@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,9 +173,12 @@ class Plan:
 
 def plan(workdir: Path, targets: list[str] | None = None, status: bool = True) -> Plan:
     """The Plan of a run: nodes and edges from `dvc dag --dot` (with targets, the stages any of them needs, in the
-    whole DAG's order; ties keep DVC's order), the changed ones from one `dvc status --json` (without `status`,
-    every stage counts as changed)."""
-    nodes, edges = _dag(workdir)
+    whole DAG's order; ties keep DVC's order), the changed ones from one `dvc status --json` run beside it (without
+    `status`, every stage counts as changed)."""
+    with ThreadPoolExecutor(1) as beside:
+        changes = beside.submit(_changed, workdir) if status else None
+        nodes, edges = _dag(workdir)
+        changed = changes.result() if changes else None
     if targets:
         unknown = [target for target in targets if target not in nodes]
         if unknown:
@@ -186,15 +190,22 @@ def plan(workdir: Path, targets: list[str] | None = None, status: bool = True) -
         edges = [(src, dst) for src, dst in edges if src in wanted and dst in wanted]
     order = topological(nodes, edges)
     stale = set(order)
-    if status:
-        try:
-            stale &= set(json.loads(capture(dvc("status", "--json"), workdir, "dvc status") or "{}"))
-        except CommandFailed as exc:  # a busy workspace, say: `dvc repro -s` of each stage judges (and retries)
-            log.warning("%s; every stage goes through dvc repro", exc)
+    if changed is not None:
+        stale &= changed
         for stage in order:  # in DAG order, so a stage's sources are settled before it
             if any(src in stale for src, dst in edges if dst == stage):
                 stale.add(stage)
     return Plan(order, frozenset(stale))
+
+
+def _changed(workdir: Path) -> set[str] | None:
+    """The stages `dvc status --json` finds changed; None when it cannot tell (a busy workspace, say: then `dvc
+    repro -s` of each stage judges, and retries)."""
+    try:
+        return set(json.loads(capture(dvc("status", "--json"), workdir, "dvc status") or "{}"))
+    except CommandFailed as exc:
+        log.warning("%s; every stage goes through dvc repro", exc)
+        return None
 
 
 def topological(nodes: list[str], edges: list[tuple[str, str]]) -> list[str]:

@@ -6,8 +6,8 @@ in a subprocess with its own timeout (the rest are reported unchanged without
 one); only failures that look transient (network, a busy DVC lock) are
 retried. A file lock in .dvc/tmp keeps two runs out of one workspace.
 
-The stage tasks run in the subflow `ldm-stages` on the task runner that
-`orchestrate.task_runner` picks: Prefect's threads in this process, or
+The stage tasks run in the subflow `ldm-stages` (none when no stage is stale)
+on the task runner that `orchestrate.task_runner` picks: Prefect's threads in this process, or
 prefect-dask's `DaskTaskRunner` on the cluster at `cluster.address` (a
 temporary LocalCluster when it is empty). On a Dask worker the task hands the
 stage that cluster's scheduler ($LDM_CLUSTER_ADDRESS), so the stage's own
@@ -174,8 +174,10 @@ def pipeline(workdir: str = ".", params_file: str = "params.yaml", targets: list
         logger.info("stages in DAG order: %s; changed or downstream of a change: %s", ", ".join(steps.order),
                     ", ".join(stage for stage in steps.order if stage in steps.stale) or "none")
         timeouts = {stage: options.stage_timeouts.get(stage, options.stage_timeout_s) for stage in steps.order}
-        stages = run_stages.with_options(task_runner=stage_runner(config))(
-            str(root), steps.order, sorted(steps.stale), timeouts, options.retries, options.retry_delay_s)
+        stages = dict.fromkeys(steps.order, UNCHANGED)  # nothing stale: no subflow, no task runner (no Dask cluster)
+        if steps.stale:
+            stages = run_stages.with_options(task_runner=stage_runner(config))(
+                str(root), steps.order, sorted(steps.stale), timeouts, options.retries, options.retry_delay_s)
         remote, push_note = None, "(orchestrate.push is off)"
         if options.push if push is None else push:
             pushing = push_outputs.with_options(retries=options.retries, retry_delay_seconds=options.retry_delay_s)

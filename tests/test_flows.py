@@ -162,6 +162,20 @@ def test_stages_retry_transient_failures_only(prefect_harness, tmp_path, capsys)
 
 
 @pytest.mark.slow
+def test_ldm_run_starts_a_temporary_server_and_leaves_none_behind(tmp_path):
+    """Without PREFECT_API_URL, `ldm run` starts Prefect's temporary API server while it imports the flow (the
+    flow's client finds it up), and no server outlives the command."""
+    repo = _toy_repo(tmp_path / "repo", {"make": {"cmd": "echo data > out.txt", "outs": ["out.txt"]}})
+    env = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
+    start = time.time()
+    result = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--workdir", str(repo), "--no-push", "--no-release"],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout)["stages"] == {"make": "ran"}
+    assert result.stderr.count("Starting temporary server") == 1 and "Stopping temporary server" in result.stderr
+    assert _prefect_servers_started_since(start) == []
+
+
 def _prefect_servers_started_since(start: float) -> list[int]:
     """Prefect servers (uvicorn) of this test process's PREFECT_HOME started after `start` and still running."""
     import psutil
@@ -178,6 +192,7 @@ def _prefect_servers_started_since(start: float) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 def test_stage_tasks_run_on_a_dask_cluster_under_prefect(prefect_harness, root, tmp_path, monkeypatch):
     """orchestrate.task_runner dask: the stage task on a temporary LocalCluster, the stage's shard tasks on it too."""
     from flows.pipeline import pipeline
