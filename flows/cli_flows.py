@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shlex
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 from flows.config import load_config
@@ -20,29 +17,9 @@ def _prefect_defaults() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
-@contextlib.contextmanager
-def _starting_server() -> Iterator[None]:
-    """Without PREFECT_API_URL, Prefect starts a temporary API server at a flow's first call and waits for it (about
-    5 s). Started on entry, in a thread, that wait overlaps what the block does (the flow's imports); on exit the
-    server is up. Prefect's client then finds the same server (`SubprocessASGIServer()`: one instance per port)
-    running and stops it at exit, as it would its own; a failed start is retried, and reported, by that client."""
-    from prefect.settings import PREFECT_API_URL
-
-    starter = None
-    if not PREFECT_API_URL.value():
-        from prefect.server.api.server import SubprocessASGIServer
-
-        starter = threading.Thread(target=SubprocessASGIServer().start, name="prefect-temporary-server", daemon=True)
-        starter.start()
-    yield
-    if starter:
-        starter.join()
-
-
 def _run(args: argparse.Namespace) -> int:
     _prefect_defaults()
-    with _starting_server():
-        from flows.pipeline import pipeline
+    from flows.pipeline import pipeline
 
     summary = pipeline(workdir=args.workdir, params_file=args.params, targets=args.target or None, store=args.store,
                        alias=args.alias, push=False if args.no_push else None, release=not args.no_release)
@@ -63,8 +40,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     _prefect_defaults()
-    with _starting_server():
-        from flows.evaluate import evaluate_release
+    from flows.evaluate import evaluate_release
 
     result = evaluate_release(name=args.name, version=args.version, alias=args.alias, workdir=args.workdir, params_file=args.params,
                               store=args.store, dest=args.output, command=shlex.split(args.command) if args.command else None)

@@ -163,8 +163,8 @@ def test_stages_retry_transient_failures_only(prefect_harness, tmp_path, capsys)
 
 @pytest.mark.slow
 def test_ldm_run_starts_a_temporary_server_and_leaves_none_behind(tmp_path):
-    """Without PREFECT_API_URL, `ldm run` starts Prefect's temporary API server while it imports the flow (the
-    flow's client finds it up), and no server outlives the command."""
+    """Without PREFECT_API_URL, `ldm run` starts one temporary Prefect API server for the run, and no server
+    outlives the command."""
     repo = _toy_repo(tmp_path / "repo", {"make": {"cmd": "echo data > out.txt", "outs": ["out.txt"]}})
     env = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
     start = time.time()
