@@ -7,8 +7,8 @@ one); only failures that look transient (network, a busy DVC lock) are
 retried. A file lock in .dvc/tmp keeps two runs out of one workspace.
 
 The stage tasks run in the subflow `ldm-stages` (none when no stage is stale)
-on the task runner that `orchestrate.task_runner` picks: Prefect's threads in this process, or
-prefect-dask's `DaskTaskRunner` on the cluster at `cluster.address` (a
+on the task runner that `orchestrate.task_runner` picks: Prefect's threads in
+this process, or prefect-dask's `DaskTaskRunner` on the cluster at `cluster.address` (a
 temporary LocalCluster when it is empty). On a Dask worker the task hands the
 stage that cluster's scheduler ($LDM_CLUSTER_ADDRESS), so the stage's own
 per-shard tasks run there too, and gives up its worker slot while it waits.
