@@ -22,11 +22,15 @@ FINDINGS: dict[str, str] = {
         " tensor operations per step on both sides, so the ratio stays near parity (0.95-1.10x over runs). 1.1x end to end"
         " needs a faster UNet (see UNet), not a faster sampler."),
     "Data": (
-        "The latent cache row sits at the goal's edge (1.47-1.51x over runs): its encoder, kl-f4 at a quarter"
+        "The latent cache row sits at the goal's edge (1.47-1.54x over runs): its encoder, kl-f4 at a quarter"
         " width (3.5M parameters) on 64 px crops, costs about half of a tiny-cond training step, so skipping it"
         " cannot give much more than 2x. The gain grows with the encoder: the paper's first stages (55-84M"
         " parameters at 256 px) dominate the step they feed; a wider encoder row (kl-f4 at half width, 256 px)"
         " would show it, at minutes more of `make bench`."),
+    "Machine": (
+        "The training step's FLOP/s over torch.mm's peak measured 39-94% on 2 cores: the tiny UNets' convolutions run"
+        " near the peak, the wider preset less (batch 4: smaller GEMMs, more time in GroupNorm and attention"
+        " softmax, which count few FLOPs). A larger batch, or fused normalisation kernels, would raise it."),
     "Pipeline": (
         "A fresh `ldm run` imports Prefect and the flow and starts Prefect's temporary API server (about 3 s, then"
         " 5 s before it answers; starting it in a thread while the flow imports saved under 0.5 s, since the"

@@ -88,7 +88,7 @@ def render(results: dict[str, Any], charts: str) -> str:
             by_finding[row.group].append(row)
         for group, members in by_finding.items():
             rows_missed = "; ".join(f"{row.name} {_ratio(row)}" for row in members)
-            out += [f"- **{group}** ({rows_missed}). {FINDINGS.get(group, 'Not analysed yet.')}", ""]
+            out += [f"- **{group}** ({rows_missed}). {FINDINGS[group]}", ""]
     if results["not_run"]:
         out += ["## Not run", ""] + [f"- {item['group']}: {item['reason']}" for item in results["not_run"]] + [""]
     return "\n".join(out)
@@ -126,8 +126,8 @@ def charts(results: dict[str, Any], path: Path) -> None:
         right.plot(steps, fid, marker="o", label=sampler)
     right.set_xscale("log")
     right.minorticks_off()
-    if quality:
-        right.set_xticks(sorted({row.extra["steps"] for row in quality}), [str(n) for n in sorted({row.extra["steps"] for row in quality})])
+    steps_run = sorted({row.extra["steps"] for row in quality})
+    right.set_xticks(steps_run, [str(n) for n in steps_run])
     right.set_xlabel("sampler steps (log)")
     right.set_ylabel(quality[0].unit if quality else "FID")
     right.set_title("Sample quality against steps (vs DDIM-200)")
